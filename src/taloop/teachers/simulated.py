@@ -1,0 +1,91 @@
+"""An offline, deterministic, imperfect teacher for the built-in tasks.
+
+It writes a natural chain of thought from the generator's metadata and is wrong with
+probability ``error_rate`` on average, more often on harder items: an item's error
+probability is ``error_rate`` scaled by its hardness relative to the task's mean
+hardness, so the expected error rate stays at the setting. Tokens are counted with a
+real tokenizer and priced like an API, so budgets and spend behave as they would with
+a paid teacher.
+"""
+
+from __future__ import annotations
+
+import random
+from functools import cache
+from statistics import fmean
+from typing import Any
+
+from taloop.config import TeacherConfig
+from taloop.models import load_tokenizer
+from taloop.tasks.base import Example
+from taloop.tasks.registry import get_task
+from taloop.teachers.base import TeacherReply, TeacherRequest
+from taloop.teachers.rationales import WRITERS
+
+# How strongly hardness moves an item's error probability around the mean (0 = not at all).
+HARDNESS_SPREAD = 0.5
+_REFERENCE_ITEMS = 1000
+
+
+@cache
+def _mean_hardness(task: str, config_items: tuple[tuple[str, Any], ...]) -> float:
+    """Mean hardness over a fixed reference sample of the task's generator."""
+    from taloop.config import TaskSpec
+
+    spec = TaskSpec(config=dict(config_items))
+    stream = get_task(task, spec).stream(seed=10_007, needed=_REFERENCE_ITEMS)
+    writer = WRITERS[task]
+    return fmean(writer.hardness(ex) for _, ex in zip(range(_REFERENCE_ITEMS), stream, strict=False))
+
+
+def error_probability(error_rate: float, hardness: float, mean_hardness: float) -> float:
+    if error_rate in (0.0, 1.0):
+        return error_rate
+    # Shrink the spread near the ends so the probability stays in [0, 1] without clipping.
+    spread = HARDNESS_SPREAD * min(1.0, (1 - error_rate) / error_rate)
+    return min(1.0, error_rate * (1 + spread * (hardness / mean_hardness - 1)))
+
+
+class SimulatedTeacher:
+    backend = "simulated"
+
+    def __init__(self, cfg: TeacherConfig, task_configs: dict[str, dict[str, Any]]) -> None:
+        self.cfg = cfg
+        self.model = cfg.model
+        self.task_configs = task_configs
+        self._tokenizer = load_tokenizer(cfg.tokenizer)
+
+    def settings(self) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "error_rate": cfg.error_rate,
+            "seed": cfg.seed,
+            "max_tokens": cfg.max_tokens,
+            "temperature": cfg.temperature,
+            "tokenizer": cfg.tokenizer,
+        }
+
+    def count_tokens(self, text: str) -> int:
+        return len(self._tokenizer(text, add_special_tokens=False).input_ids)
+
+    def item_error_probability(self, ex: Example) -> float:
+        config = tuple(sorted(self.task_configs.get(ex.task, {}).items()))
+        mean = _mean_hardness(ex.task, config)
+        return error_probability(self.cfg.error_rate, WRITERS[ex.task].hardness(ex), mean)
+
+    def query(self, request: TeacherRequest) -> TeacherReply:
+        ex = request.example
+        rng = random.Random(f"{self.cfg.seed}:{ex.id}:{request.sample}")
+        wrong = rng.random() < self.item_error_probability(ex)
+        rationale = WRITERS[ex.task].write(ex, wrong, rng)
+        ids = self._tokenizer(rationale.text, add_special_tokens=False).input_ids
+        text = rationale.text
+        if len(ids) > self.cfg.max_tokens:  # like an API: the reply stops at max_tokens
+            ids = ids[: self.cfg.max_tokens]
+            text = self._tokenizer.decode(ids)
+        return TeacherReply(
+            text=text,
+            input_tokens=self.count_tokens(request.prompt),
+            output_tokens=len(ids),
+            meta={"simulated_error": rationale.error, "truncated": text != rationale.text},
+        )

@@ -1,0 +1,140 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from taloop.config import ConfigError, load_params, validate_params
+
+from .conftest import REPO
+
+
+def _set(raw: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, last = dotted.split(".")
+    node = raw
+    for part in parents:
+        node = node[part]
+    node[last] = value
+
+
+def _delete(raw: dict[str, Any], dotted: str) -> None:
+    *parents, last = dotted.split(".")
+    node = raw
+    for part in parents:
+        node = node[part]
+    del node[last]
+
+
+def test_repository_params_are_valid() -> None:
+    params = load_params(REPO / "params.yaml")
+    assert params.budget.queries > 0
+    assert set(params.data.tasks) == {"gsm_symbolic", "leg_counting", "syllogism", "family_relationships"}
+
+
+BAD_VALUES = [
+    ("budget.queries", -5, "budget.queries"),
+    ("budget.queries", 0, "budget.queries"),
+    ("budget.queries", "lots", "budget.queries"),
+    ("budget.queries", 10**9, "budget.queries"),  # more than the train pool
+    ("budget.usd", -1.0, "budget.usd"),
+    ("warmup.fraction", 0.0, "warmup.fraction"),
+    ("warmup.fraction", 1.0, "warmup.fraction"),
+    ("warmup.fraction", 1.5, "warmup.fraction"),
+    ("teacher.error_rate", 1.2, "teacher.error_rate"),
+    ("teacher.error_rate", -0.1, "teacher.error_rate"),
+    ("teacher.backend", "gpt5-magic", "teacher.backend"),
+    ("teacher.samples", 0, "teacher.samples"),
+    ("teacher.max_tokens", 0, "teacher.max_tokens"),
+    ("teacher.temperature", 3.0, "teacher.temperature"),
+    ("teacher.prompt_template", "cot_v999", "teacher.prompt_template"),
+    ("teacher.price.input_per_mtok", -2, "teacher.price.input_per_mtok"),
+    ("teacher.price.batch_discount", 1.0, "teacher.price.batch_discount"),
+    ("signals.samples", 1, "signals.samples"),
+    ("signals.temperature", 0.0, "signals.temperature"),
+    ("ta.scorer", "vibes", "ta.scorer"),
+    ("data.train_per_task", 0, "data.train_per_task"),
+    ("data.test_per_task", -3, "data.test_per_task"),
+    ("data.tasks", {}, "data.tasks"),
+    ("data.tasks.chess_puzzles", {}, "data.tasks"),
+    ("data.tasks.leg_counting", {"config": {"max_legs": 3}}, "leg_counting.config"),
+    ("data.tasks.leg_counting", {"config": {"min_animals": 5, "max_animals": 2}}, "leg_counting.config"),
+    ("data.tasks.gsm_symbolic", {"source": "jsonl"}, "data.tasks.gsm_symbolic"),
+    ("teacher.model", "", "teacher.model"),
+    ("budget.surprise", 3, "budget.surprise"),
+    ("teacher.cache_only", "sometimes", "teacher.cache_only"),
+]
+
+
+@pytest.mark.parametrize(("key", "value", "named"), BAD_VALUES, ids=[f"{k}={v!r}" for k, v, _ in BAD_VALUES])
+def test_bad_value_names_the_key(raw_params: dict[str, Any], key: str, value: Any, named: str) -> None:
+    _set(raw_params, key, value)
+    with pytest.raises(ConfigError) as info:
+        validate_params(raw_params)
+    assert named in str(info.value)
+
+
+@pytest.mark.parametrize("key", ["budget.queries", "teacher.backend", "teacher.price", "data.tasks"])
+def test_missing_required_key_is_named(raw_params: dict[str, Any], key: str) -> None:
+    _delete(raw_params, key)
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        validate_params(raw_params)
+
+
+def test_unknown_section_lists_allowed_keys(raw_params: dict[str, Any]) -> None:
+    raw_params["teachr"] = {}
+    with pytest.raises(ConfigError) as info:
+        validate_params(raw_params)
+    assert "teachr" in str(info.value)
+    assert "teacher" in str(info.value)  # the allowed keys are listed
+
+
+def test_unknown_teacher_backend_lists_allowed(raw_params: dict[str, Any]) -> None:
+    raw_params["teacher"]["backend"] = "oracle"
+    with pytest.raises(ConfigError, match="simulated"):
+        validate_params(raw_params)
+
+
+def test_simulated_teacher_refuses_user_datasets(raw_params: dict[str, Any]) -> None:
+    raw_params["data"]["tasks"]["mine"] = {"source": "jsonl", "path": "x.jsonl", "answer_format": "number"}
+    with pytest.raises(ConfigError, match=r"teacher\.backend"):
+        validate_params(raw_params)
+
+
+def test_all_problems_reported_at_once(raw_params: dict[str, Any]) -> None:
+    raw_params["budget"]["queries"] = -1
+    raw_params["teacher"]["error_rate"] = 7
+    with pytest.raises(ConfigError) as info:
+        validate_params(raw_params)
+    assert {p for p, _ in info.value.problems} >= {"budget.queries", "teacher.error_rate"}
+
+
+def _run_validator(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "taloop.config", str(path)], capture_output=True, text=True, check=False
+    )
+
+
+def test_cli_rejects_negative_budget(raw_params: dict[str, Any], tmp_path: Path) -> None:
+    raw_params["budget"]["queries"] = -5
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw_params))
+    result = _run_validator(path)
+    assert result.returncode != 0
+    assert "budget.queries" in result.stderr
+
+
+def test_cli_accepts_repository_params() -> None:
+    result = _run_validator(REPO / "params.yaml")
+    assert result.returncode == 0, result.stderr
+
+
+def test_cli_reports_broken_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "params.yaml"
+    path.write_text("data: [unclosed\n")
+    result = _run_validator(path)
+    assert result.returncode != 0
+    assert "YAML" in result.stderr
