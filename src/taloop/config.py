@@ -16,8 +16,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from taloop.tasks.registry import BUILTIN_TASKS, check_generator_config
 from taloop.tasks.prompts import available_templates
+from taloop.tasks.registry import BUILTIN_TASKS, check_generator_config
 
 
 class ConfigError(ValueError):
@@ -79,7 +79,9 @@ class TaskSpec(_Section):
 
 class DataConfig(_Section):
     seed: int = Field(0, description="seed of task generation and split assignment")
-    tasks: dict[str, TaskSpec] = Field(description="task name -> spec; built-ins: " + ", ".join(BUILTIN_TASKS))
+    tasks: dict[str, TaskSpec] = Field(
+        description="task name -> spec; built-ins: " + ", ".join(BUILTIN_TASKS)
+    )
     train_per_task: int = Field(gt=0, description="train pool size per task (teacher buys from it)")
     val_per_task: int = Field(gt=0, description="validation items per task (tuning only)")
     test_per_task: int = Field(gt=0, description="test items per task (evaluation only)")
@@ -114,7 +116,9 @@ class PriceConfig(_Section):
 
 class TeacherConfig(_Section):
     backend: Literal["simulated"] = Field(description="teacher implementation")
-    model: str = Field(min_length=1, description="model name (recorded with every reply, part of the cache key)")
+    model: str = Field(
+        min_length=1, description="model name (recorded with every reply, part of the cache key)"
+    )
     prompt_template: str = Field("cot_v1", description="versioned prompt file under taloop/tasks/templates")
     seed: int = Field(0, description="seed of the simulated teacher's choices")
     error_rate: float = Field(0.2, ge=0, le=1, description="simulated teacher: share of wrong replies")

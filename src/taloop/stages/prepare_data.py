@@ -20,7 +20,9 @@ def main() -> None:
     for split, examples in splits.items():
         write_jsonl(paths.split_file(split), (ex.to_row() for ex in examples))
         log.info("%s: %d examples", split, len(examples))
-    write_json(paths.PREPARED / "manifest.json", build_manifest("prepare_data", {"data.seed": params.data.seed}))
+    write_json(
+        paths.PREPARED / "manifest.json", build_manifest("prepare_data", {"data.seed": params.data.seed})
+    )
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ from collections.abc import Iterable
 
 _NUMBER = r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+"
 _MARKERS = [
-    re.compile(r"the (?:final )?answer is\s*:?\s*(.+)", re.IGNORECASE),
+    # Up to the end of the line or the next "the answer is", whichever comes first.
+    re.compile(r"the (?:final )?answer is\s*:?\s*((?:(?!the (?:final )?answer is)[^\n])*)", re.IGNORECASE),
     re.compile(r"####\s*(.+)"),
     re.compile(r"\\boxed\{([^}]*)\}"),
     re.compile(r"^\s*(?:final )?answer\s*:\s*(.+)", re.IGNORECASE | re.MULTILINE),

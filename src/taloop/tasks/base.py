@@ -29,7 +29,9 @@ class Example:
 
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> Example:
-        return cls(id=row["id"], task=row["task"], question=row["question"], gold=row["gold"], meta=row["meta"])
+        return cls(
+            id=row["id"], task=row["task"], question=row["question"], gold=row["gold"], meta=row["meta"]
+        )
 
 
 class Task(ABC):

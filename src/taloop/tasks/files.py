@@ -67,7 +67,9 @@ class FileTask(Task):
                 )
             values[role] = str(value).strip()
         if self.answer_format == "number" and self.extract(values["answer"]) is None:
-            raise DatasetRowError(f"{where}: field {fields['answer']!r} is not a number: {values['answer']!r}")
+            raise DatasetRowError(
+                f"{where}: field {fields['answer']!r} is not a number: {values['answer']!r}"
+            )
         if self.answer_format == "yes_no" and values["answer"].lower() not in ("yes", "no", "true", "false"):
             raise DatasetRowError(f"{where}: field {fields['answer']!r} is not yes/no: {values['answer']!r}")
         gold = values["answer"]

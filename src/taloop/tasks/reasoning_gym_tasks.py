@@ -18,6 +18,9 @@ RELATIONS = (
 )  # fmt: skip
 
 
+SEED_STRIDE = 1_000_003
+
+
 class ReasoningGymTask(Task):
     def __init__(self, name: str, config: dict[str, Any]) -> None:
         super().__init__(name)
@@ -34,9 +37,12 @@ class ReasoningGymTask(Task):
     def stream(self, seed: int, needed: int) -> Iterator[Example]:
         import reasoning_gym
 
-        # Items depend on (seed, index) only, so asking for more never changes earlier ones;
-        # the margin absorbs duplicate questions.
-        dataset = reasoning_gym.create_dataset(self.name, seed=seed, size=2 * needed + 100, **self.config)
+        # reasoning-gym draws item i from Random(seed + i): asking for more never changes
+        # earlier items, but seeds 0 and 1 would share all but one item, so seeds are spread
+        # a million apart. The margin absorbs duplicate questions.
+        dataset = reasoning_gym.create_dataset(
+            self.name, seed=seed * SEED_STRIDE, size=2 * needed + 100, **self.config
+        )
         for entry in dataset:
             meta = {k: v for k, v in entry["metadata"].items() if k not in ("source_index", "source_dataset")}
             # Generators put Fractions and the like in metadata; rows must be plain JSON.

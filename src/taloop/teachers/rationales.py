@@ -109,8 +109,13 @@ def propagate_slip(body: str, slip_at: int, rng: random.Random) -> tuple[str, di
         old = _value(m.group(4))
         if i == slip_at:
             new = _slip(old, rng)
+        elif lhs == m.group(1):
+            # An untouched step that yields a slipped value makes that value ambiguous from
+            # here on; stop carrying the slip rather than corrupt an unrelated quantity.
+            subst.pop(old, None)
+            new = old
         else:
-            recomputed = _evaluate(lhs) if lhs != m.group(1) else None
+            recomputed = _evaluate(lhs)
             new = recomputed if recomputed is not None else subst.get(old, old)
         if new != old:
             subst[old] = new
@@ -130,14 +135,20 @@ class GSMWriter:
         if not wrong:
             return _finish(body, ex.gold, None)
         n_eq = len(_EQUATION.findall(body))
-        # Try a random step first, then later ones: a slip only counts if it reaches the answer.
-        for slip_at in [rng.randrange(n_eq)] + list(range(n_eq - 1, -1, -1)) if n_eq else []:
+        # Try a random step first, then the last steps first: a slip only counts if it
+        # reaches the answer.
+        order = [rng.randrange(n_eq), *range(n_eq - 1, -1, -1)] if n_eq else []
+        for slip_at in order:
             text, subst = propagate_slip(body, slip_at, rng)
             if subst.get(final_value, final_value) != final_value:
                 return _finish(text, _fmt(subst[final_value]), "arithmetic_slip")
+        # No step reaches the answer: slip where the answer is last stated.
         wrong_value = _slip(final_value, rng)
-        text = _substitute(body, {final_value: wrong_value})
-        return _finish(text, _fmt(wrong_value), "arithmetic_slip")
+        stated = [m for m in _NUMBER_TOKEN.finditer(body) if _value(m.group(0)) == final_value]
+        if stated:
+            last = stated[-1]
+            body = body[: last.start()] + _fmt(wrong_value) + body[last.end() :]
+        return _finish(body, _fmt(wrong_value), "arithmetic_slip")
 
 
 # --- leg_counting -----------------------------------------------------------------------
@@ -167,7 +178,9 @@ class LegWriter:
         for animal, count in animals.items():
             products.append(count * legs[animal])
             article = "An" if animal[0] in "aeiou" else "A"
-            lines.append(f"- {article} {animal} has {legs[animal]} legs, so {count} × {legs[animal]} = {products[-1]}.")
+            lines.append(
+                f"- {article} {animal} has {legs[animal]} legs, so {count} × {legs[animal]} = {products[-1]}."
+            )
         total = sum(products)
         if error == "addition_slip":
             total = int(_slip(Fraction(total), rng))

@@ -1,0 +1,58 @@
+"""Helpers to run the real DVC pipeline in a temporary copy of the repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .conftest import REPO
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "taloop-test",
+    "GIT_AUTHOR_EMAIL": "test@taloop.invalid",
+    "GIT_COMMITTER_NAME": "taloop-test",
+    "GIT_COMMITTER_EMAIL": "test@taloop.invalid",
+}
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, **GIT_ENV)
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
+    env["DVC_NO_ANALYTICS"] = "1"
+    return env
+
+
+def run(cwd: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+def copy_repo(dest: Path, params_update: dict[str, dict[str, Any]]) -> Path:
+    """Copy what git would ship (tracked and not ignored), set params, commit."""
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO, capture_output=True, text=True, check=True,
+    ).stdout.split("\0")  # fmt: skip
+    for rel in filter(None, listed):
+        src = REPO / rel
+        if src.is_file():
+            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / rel)
+    params = yaml.safe_load((dest / "params.yaml").read_text())
+    for section, values in params_update.items():
+        params[section].update(values)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run(dest, "git", "init", "-q")
+    run(dest, "git", "add", "-A")
+    run(dest, "git", "commit", "-qm", "test copy")
+    return dest

@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+import pytest
+
+from taloop.config import TaskSpec
+from taloop.tasks.answers import extract_number, extract_text, extract_yes_no
+from taloop.tasks.base import Example
+from taloop.tasks.reasoning_gym_tasks import RELATIONS
+from taloop.tasks.registry import get_task
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("So the total is 5 + 7.\nThe answer is 12.", "12"),
+        ("The answer is 1,234.", "1234"),
+        ("The answer is $1,200.50 in total", "1200.5"),
+        ("The answer is 292 legs.", "292"),
+        ("the final answer is: 40 apples. I double-checked 3 times.", "40"),
+        ("Step 1 gives 7.\n#### 19", "19"),
+        ("Answer: 3.0", "3"),
+        ("We get \\boxed{56}", "56"),
+        ("The answer is 10. Wait, no. The answer is 11.", "11"),
+        ("no marker, first 4 then 9 apples", "9"),
+        ("The answer is -3", "-3"),
+        ("nothing numeric here", None),
+    ],
+)
+def test_extract_number(text: str, expected: str | None) -> None:
+    assert extract_number(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The answer is Yes.", "Yes"),
+        ("The answer is yes", "Yes"),
+        ("The answer is NO, because the premises allow it.", "No"),
+        ("It does not follow.\nAnswer: no", "No"),
+        ("Is it valid? Yes. So yes it follows... The answer is No.", "No"),
+        ("I think yes.", "Yes"),
+        ("The premises are unclear.", None),
+    ],
+)
+def test_extract_yes_no(text: str, expected: str | None) -> None:
+    assert extract_yes_no(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The answer is mother-in-law.", "mother-in-law"),
+        ("The answer is **Grandfather**", "grandfather"),
+        ("The answer is: a son", "son"),
+        ("So Sarah is Elizabeth's mother-in-law. The answer is Sarah's mother-in-law.", "mother-in-law"),
+        ("He is her brother, I think.", "brother"),
+        ("The answer is mother", "mother"),
+    ],
+)
+def test_extract_relation(text: str, expected: str) -> None:
+    assert extract_text(text, RELATIONS) == expected
+
+
+def _first(task_name: str) -> Example:
+    return next(get_task(task_name, TaskSpec()).stream(seed=3, needed=1))
+
+
+@pytest.mark.parametrize(
+    ("task_name", "reply_for_gold"),
+    [
+        ("gsm_symbolic", "Adding up... The answer is {gold}."),
+        ("leg_counting", "Total legs.\nThe answer is {gold} legs."),
+        ("syllogism", "It follows from premise 1.\nThe answer is {gold}."),
+        ("family_relationships", "Tracing the tree.\nThe answer is {gold}."),
+    ],
+)
+def test_task_scorer_accepts_gold_and_rejects_other(task_name: str, reply_for_gold: str) -> None:
+    task = get_task(task_name, TaskSpec())
+    ex = _first(task_name)
+    right = task.extract(reply_for_gold.format(gold=ex.gold))
+    assert task.is_correct(right, ex)
+    wrong_gold = {"number": str(int(ex.gold) + 1) if ex.gold.isdigit() else "7", "yes_no": "No"}
+    other = wrong_gold.get(task.answer_format, "nephew" if ex.gold != "nephew" else "niece")
+    if task.answer_format == "yes_no" and ex.gold == "No":
+        other = "Yes"
+    assert not task.is_correct(task.extract(f"The answer is {other}."), ex)
+    assert not task.is_correct(None, ex)
+
+
+def test_numbers_with_commas_score_correctly() -> None:
+    task = get_task("leg_counting", TaskSpec())
+    ex = Example("x", "leg_counting", "q", "1234", {})
+    assert task.is_correct(task.extract("The answer is 1,234 legs."), ex)
+
+
+def test_lowercase_yes_scores_against_capitalised_gold() -> None:
+    task = get_task("syllogism", TaskSpec())
+    ex = Example("x", "syllogism", "q", "Yes", {})
+    assert task.is_correct(task.extract("the answer is yes"), ex)

@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taloop.config import Params, validate_params
+from taloop.tasks.base import Example
+from taloop.tasks.registry import get_task
+from taloop.tasks.splits import make_splits
+from taloop.teachers.base import TeacherReply, TeacherRequest
+from taloop.teachers.budget import BudgetExhausted, Ledger
+from taloop.teachers.cache import ReplyCache, cache_key, repo_root
+from taloop.teachers.collect import CacheMissError, collect, teacher_metrics
+from taloop.teachers.factory import make_teacher
+
+
+def _params(raw_params: dict[str, Any], **budget: Any) -> Params:
+    raw_params["data"].update(train_per_task=12, val_per_task=2, test_per_task=2)
+    raw_params["budget"].update(queries=8, **budget)
+    return validate_params(raw_params)
+
+
+@pytest.fixture
+def setup(raw_params: dict[str, Any], isolated_cache: Path):
+    def build(**overrides: Any) -> tuple[Params, list[Example], dict, ReplyCache]:
+        teacher_overrides = overrides.pop("teacher", {})
+        raw_params["teacher"].update(teacher_overrides)
+        params = _params(raw_params, **overrides)
+        pool = make_splits(params.data)["train"]
+        tasks = {n: get_task(n, s) for n, s in params.data.tasks.items()}
+        return params, pool, tasks, ReplyCache(isolated_cache)
+
+    return build
+
+
+def _run(params: Params, pool: list[Example], tasks: dict, cache: ReplyCache, teacher: Any = None):
+    result, ledger = collect(params, pool, teacher or make_teacher(params), cache, tasks)
+    return result, teacher_metrics(params, result, ledger)
+
+
+def test_second_run_is_free_and_identical(setup) -> None:
+    params, pool, tasks, cache = setup()
+    first, m1 = _run(params, pool, tasks, cache)
+    second, m2 = _run(params, pool, tasks, cache)
+    assert (m1["queries_sent"], m1["cache_hits"]) == (8, 0)
+    assert (m2["queries_sent"], m2["cache_hits"], m2["usd_spent"]) == (8 - 8, 8, 0)
+    assert m1["usd_spent"] > 0
+    assert first.rows == second.rows
+    assert {r["task"] for r in first.rows} == set(tasks)
+
+
+def test_raising_the_budget_buys_only_the_difference(setup, raw_params: dict[str, Any]) -> None:
+    params, pool, tasks, cache = setup()
+    small, _ = _run(params, pool, tasks, cache)
+    bigger = params.model_copy(update={"budget": params.budget.model_copy(update={"queries": 20})})
+    big, metrics = _run(bigger, pool, tasks, cache)
+    assert (metrics["cache_hits"], metrics["queries_sent"]) == (8, 12)
+    assert [r["id"] for r in big.rows[:8]] == [r["id"] for r in small.rows]
+
+
+def test_cache_key_covers_everything_that_shapes_a_reply() -> None:
+    base = ("openai", "gpt-x", "prompt", {"temperature": 0.0}, 0)
+    key = cache_key(*base)
+    assert key == cache_key(*base)
+    variants = [
+        ("anthropic", *base[1:]),
+        (base[0], "gpt-y", *base[2:]),
+        (*base[:2], "prompt!", *base[3:]),
+        (*base[:3], {"temperature": 0.7}, 0),
+        (*base[:4], 1),  # K samples of one prompt are K entries
+    ]
+    assert len({cache_key(*v) for v in variants} | {key}) == len(variants) + 1
+
+
+def test_cache_only_names_missing_items_then_replays_for_free(setup) -> None:
+    params, pool, tasks, cache = setup(teacher={"cache_only": True})
+    with pytest.raises(
+        CacheMissError, match=r"8 of 8 replies are not cached \(example#sample: [0-9a-f]{16}#0"
+    ):
+        _run(params, pool, tasks, cache)
+    buying = params.model_copy(update={"teacher": params.teacher.model_copy(update={"cache_only": False})})
+    _run(buying, pool, tasks, cache)
+    _, metrics = _run(params, pool, tasks, cache)
+    assert (metrics["queries_sent"], metrics["usd_spent"], metrics["replies"]) == (0, 0, 8)
+
+
+def test_usd_budget_is_never_exceeded(setup) -> None:
+    params, pool, tasks, cache = setup()
+    _, full = _run(params, pool, tasks, cache.__class__(cache.root.parent / "elsewhere"))
+    # Reservations take the max_tokens upper bound, so the cap binds well before actual spend.
+    cap = full["usd_spent"] * 0.75
+    capped, _, _, _ = setup(usd=cap)
+    result, metrics = _run(capped, pool, tasks, cache)
+    assert 0 < metrics["usd_spent"] <= cap
+    assert metrics["budget"]["exhausted"] and metrics["budget"]["unbought"] == 8 - metrics["queries_sent"]
+    assert len(result.rows) == metrics["queries_sent"]
+
+
+class _Crashing:
+    """Delegates to a real teacher, then dies mid-collection like a killed process."""
+
+    def __init__(self, inner: Any, after: int) -> None:
+        self.inner, self.after, self.calls = inner, after, 0
+        self.backend, self.model = inner.backend, inner.model
+
+    def settings(self) -> dict[str, Any]:
+        return self.inner.settings()
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)
+
+    def query(self, request: TeacherRequest) -> TeacherReply:
+        self.calls += 1
+        if self.calls > self.after:
+            raise KeyboardInterrupt("killed")
+        return self.inner.query(request)
+
+
+def test_a_crash_loses_nothing_already_bought(setup) -> None:
+    params, pool, tasks, cache = setup()
+    with pytest.raises(KeyboardInterrupt):
+        _run(params, pool, tasks, cache, _Crashing(make_teacher(params), after=5))
+    _, metrics = _run(params, pool, tasks, cache)
+    assert (metrics["cache_hits"], metrics["queries_sent"]) == (5, 3)
+
+
+def test_unparsable_replies_are_kept_and_counted(setup) -> None:
+    params, pool, tasks, cache = setup(teacher={"max_tokens": 4})
+    result, metrics = _run(params, pool, tasks, cache)
+    assert metrics["replies"] == len(result.rows) == 8
+    unparsed = [r for r in result.rows if not r["parsed"]]
+    assert metrics["unparsable"] == len(unparsed) > 0
+    assert all(r["answer"] is None and not r["correct"] for r in unparsed)
+
+
+def test_ledger_reserves_before_and_settles_after() -> None:
+    ledger = Ledger(max_queries=2, max_usd=1.0)
+    first = ledger.reserve(0.6)
+    with pytest.raises(BudgetExhausted, match="USD budget"):
+        ledger.reserve(0.6)  # would overshoot while the first call is in flight
+    ledger.settle(first, 0.3)
+    second = ledger.reserve(0.6)
+    with pytest.raises(BudgetExhausted, match="query budget"):
+        ledger.reserve(0.01)
+    ledger.release(second)
+    assert (ledger.queries, round(ledger.usd, 6)) == (1, 0.3)
+    with pytest.raises(ValueError, match="reserved bound"):
+        ledger.settle(ledger.reserve(0.1), 0.2)
+
+
+def test_queued_experiments_share_the_repository_cache(tmp_path: Path) -> None:
+    (tmp_path / ".dvc").mkdir()
+    temp_workspace = tmp_path / ".dvc" / "tmp" / "exps" / "tmpabc123"
+    temp_workspace.mkdir(parents=True)
+    assert repo_root(temp_workspace) == tmp_path
+    assert repo_root(tmp_path / ".dvc") == tmp_path

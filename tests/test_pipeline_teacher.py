@@ -1,0 +1,36 @@
+"""End to end: `dvc repro` of prepare_data + collect_teacher, then a budget experiment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from .pipeline import copy_repo, run
+
+TINY = {"data": {"train_per_task": 10, "val_per_task": 2, "test_per_task": 3}, "budget": {"queries": 8}}
+
+
+@pytest.mark.slow
+def test_repro_then_doubled_budget_buys_only_the_difference(tmp_path: Path) -> None:
+    repo = copy_repo(tmp_path / "repo", TINY)
+    run(repo, "dvc", "repro", "collect_teacher")
+
+    metrics = json.loads((repo / "metrics/teacher.json").read_text())
+    assert (metrics["queries_sent"], metrics["cache_hits"], metrics["replies"]) == (8, 0, 8)
+    assert {t: m["replies"] for t, m in metrics["per_task"].items()} == {
+        "family_relationships": 2, "gsm_symbolic": 2, "leg_counting": 2, "syllogism": 2,
+    }  # fmt: skip
+    rows = [json.loads(line) for line in (repo / "data/prepared/test.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and set(rows[0]) == {"id", "task", "question", "gold", "meta"}
+    manifest = json.loads((repo / "data/teacher/manifest.json").read_text())
+    assert manifest["git_revision"] and manifest["packages"]["dvc"]
+
+    run(repo, "git", "add", "dvc.lock")
+    run(repo, "git", "commit", "-qm", "baseline run")
+    out = run(repo, "dvc", "exp", "run", "-S", "budget.queries=16").stdout
+    assert "prepare_data" in out and "didn't change" in out  # only collect_teacher reran
+
+    doubled = json.loads((repo / "metrics/teacher.json").read_text())
+    assert (doubled["cache_hits"], doubled["queries_sent"], doubled["replies"]) == (8, 8, 16)

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+from statistics import fmean
+
+import pytest
+
+from taloop.config import TaskSpec, TeacherConfig
+from taloop.models import load_tokenizer
+from taloop.tasks.base import Example
+from taloop.tasks.prompts import render
+from taloop.tasks.registry import BUILTIN_TASKS, get_task
+from taloop.teachers.base import TeacherRequest
+from taloop.teachers.rationales import _EQUATION, WRITERS, _evaluate, _value
+from taloop.teachers.simulated import SimulatedTeacher
+
+PRICE = {"input_per_mtok": 2.5, "output_per_mtok": 10.0}
+
+
+def _teacher(**overrides: object) -> SimulatedTeacher:
+    cfg = {"backend": "simulated", "model": "sim", "price": PRICE, "error_rate": 0.2, **overrides}
+    return SimulatedTeacher(TeacherConfig.model_validate(cfg), {})
+
+
+def _ask(teacher: SimulatedTeacher, ex: Example, sample: int = 0):
+    return teacher.query(TeacherRequest(ex, render("cot_v1", ex.question), sample))
+
+
+@pytest.fixture(scope="module")
+def items() -> list[Example]:
+    """1,000 items, 250 per built-in task, from the default data seed."""
+    out: list[Example] = []
+    for name in BUILTIN_TASKS:
+        stream = get_task(name, TaskSpec()).stream(seed=0, needed=250)
+        out.extend(ex for _, ex in zip(range(250), stream, strict=False))
+    return out
+
+
+def _judged(teacher: SimulatedTeacher, items: list[Example]) -> list[tuple[Example, object, bool]]:
+    rows = []
+    for ex in items:
+        reply = _ask(teacher, ex)
+        task = get_task(ex.task, TaskSpec())
+        rows.append((ex, reply, task.is_correct(task.extract(reply.text), ex)))
+    return rows
+
+
+@pytest.mark.parametrize("rate", [0.2, 0.35])
+def test_realised_error_rate_within_3_points(items: list[Example], rate: float) -> None:
+    judged = _judged(_teacher(error_rate=rate), items)
+    realised = sum(not ok for _, _, ok in judged) / len(judged)
+    assert abs(realised - rate) <= 0.03, realised
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.2, 0.5, 0.8])
+def test_error_probabilities_average_to_the_setting(items: list[Example], rate: float) -> None:
+    teacher = _teacher(error_rate=rate)
+    probabilities = [teacher.item_error_probability(ex) for ex in items]
+    assert abs(fmean(probabilities) - rate) < 0.01
+    assert all(0 <= p <= 1 for p in probabilities)
+    assert max(probabilities) > min(probabilities)  # harder items carry more risk
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_extreme_error_rates_are_exact(items: list[Example], rate: float) -> None:
+    judged = _judged(_teacher(error_rate=rate), items[::10])
+    assert all(ok == (rate == 0.0) for _, _, ok in judged)
+
+
+def test_deterministic_per_seed_and_item(items: list[Example]) -> None:
+    a, b, other_seed = _teacher(), _teacher(), _teacher(seed=99)
+    texts_a = [_ask(a, ex).text for ex in items[:200]]
+    assert texts_a == [_ask(b, ex).text for ex in items[:200]]
+    assert texts_a != [_ask(other_seed, ex).text for ex in items[:200]]
+
+
+def test_wrong_replies_are_labelled_and_score_wrong(items: list[Example]) -> None:
+    judged = _judged(_teacher(error_rate=0.5), items)
+    for ex, reply, ok in judged:
+        assert (reply.meta["simulated_error"] is None) == ok, (ex.task, reply.text)
+    kinds = {(ex.task, reply.meta["simulated_error"]) for ex, reply, ok in judged if not ok}
+    assert kinds >= {
+        ("gsm_symbolic", "arithmetic_slip"),
+        ("leg_counting", "miscounted_animal"),
+        ("leg_counting", "addition_slip"),
+        ("syllogism", "flipped_conclusion"),
+        ("family_relationships", "wrong_relation"),
+    }
+
+
+def _bad_equations(text: str) -> int:
+    return sum(
+        abs((_evaluate(m.group(1)) or 0) - _value(m.group(4))) > Fraction(1, 1000)
+        for m in _EQUATION.finditer(text)
+    )
+
+
+def test_gsm_slip_propagates_to_a_consistent_wrong_answer(items: list[Example]) -> None:
+    teacher = _teacher(error_rate=1.0)
+    for ex in (e for e in items if e.task == "gsm_symbolic"):
+        reply = _ask(teacher, ex)
+        body, _, final = reply.text.rpartition("The answer is ")
+        answer = final.rstrip(".")
+        assert answer != ex.gold
+        # One step is wrong; every step after it is computed from the slipped value.
+        assert _bad_equations(body) - _bad_equations(ex.meta["answer_cot"]) <= 1
+        equations = list(_EQUATION.finditer(body))
+        if equations and _value(equations[-1].group(4)) == Fraction(ex.gold):
+            pytest.fail(f"final step still shows the gold answer:\n{reply.text}")
+        assert re.search(rf"(?<![\d,.]){re.escape(answer)}(?![\d])", body), reply.text
+
+
+def test_leg_rationale_adds_up_to_its_answer(items: list[Example]) -> None:
+    teacher = _teacher(error_rate=1.0)
+    for ex in (e for e in items if e.task == "leg_counting"):
+        reply = _ask(teacher, ex)
+        products = [int(p) for p in re.findall(r"= (\d+)\.\n", reply.text)[:-1]]
+        total_line = re.search(r"Total: ([\d + ]+) = (\d+)\.", reply.text)
+        assert total_line is not None
+        answer = int(reply.text.rsplit("The answer is ", 1)[1].rstrip("."))
+        assert int(total_line.group(2)) == answer != int(ex.gold)
+        if reply.meta["simulated_error"] == "miscounted_animal":
+            assert sum(products) == answer  # the miscount flows into an honest sum
+
+
+def test_harder_items_are_wrong_more_often(items: list[Example]) -> None:
+    judged = _judged(_teacher(error_rate=0.3), items)
+    for task in ("leg_counting", "gsm_symbolic"):
+        hard_wrong = [WRITERS[task].hardness(ex) for ex, _, ok in judged if ex.task == task and not ok]
+        hard_right = [WRITERS[task].hardness(ex) for ex, _, ok in judged if ex.task == task and ok]
+        assert fmean(hard_wrong) > fmean(hard_right), task
+
+
+def test_tokens_are_counted_with_the_real_tokenizer(items: list[Example]) -> None:
+    teacher, tok = _teacher(), load_tokenizer("smollm2-135m-instruct")
+    ex = items[0]
+    prompt = render("cot_v1", ex.question)
+    reply = _ask(teacher, ex)
+    assert reply.input_tokens == len(tok(prompt, add_special_tokens=False).input_ids)
+    assert reply.output_tokens == len(tok(reply.text, add_special_tokens=False).input_ids)
+    assert reply.output_tokens > 10
+
+
+def test_reply_stops_at_max_tokens(items: list[Example]) -> None:
+    reply = _ask(_teacher(max_tokens=8), items[300])
+    assert reply.output_tokens == 8
+    assert reply.meta["truncated"] is True
+    assert "The answer is" not in reply.text
+
+
+def test_samples_of_one_prompt_differ(items: list[Example]) -> None:
+    teacher = _teacher(error_rate=0.5)
+    texts = {_ask(teacher, items[i], sample=s).text for i in range(250, 260) for s in range(4)}
+    assert len(texts) > 10
