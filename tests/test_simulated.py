@@ -24,7 +24,7 @@ def _teacher(**overrides: object) -> SimulatedTeacher:
 
 
 def _ask(teacher: SimulatedTeacher, ex: Example, sample: int = 0):
-    return teacher.query(TeacherRequest(ex, render("cot_v1", ex.question), sample))
+    return teacher.query(TeacherRequest(ex, render("cot_v1", question=ex.question), sample))
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +135,7 @@ def test_harder_items_are_wrong_more_often(items: list[Example]) -> None:
 def test_tokens_are_counted_with_the_real_tokenizer(items: list[Example]) -> None:
     teacher, tok = _teacher(), load_tokenizer("smollm2-135m-instruct")
     ex = items[0]
-    prompt = render("cot_v1", ex.question)
+    prompt = render("cot_v1", question=ex.question)
     reply = _ask(teacher, ex)
     assert reply.input_tokens == len(tok(prompt, add_special_tokens=False).input_ids)
     assert reply.output_tokens == len(tok(reply.text, add_special_tokens=False).input_ids)

@@ -143,22 +143,77 @@ class BudgetConfig(_Section):
     order_seed: int = Field(0, description="seed of the fixed, task-stratified purchase order")
 
 
+class LoraConfig(_Section):
+    r: int = Field(16, gt=0, description="LoRA rank")
+    alpha: int = Field(32, gt=0, description="LoRA scaling numerator")
+    dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
+
+
 class StudentConfig(_Section):
-    model: str = Field("smollm2-135m-instruct", min_length=1, description="alias, hub id or local path")
+    model: str = Field(
+        "smollm2-135m-instruct", min_length=1, description="alias, hub id, local path or tiny-random"
+    )
+    max_length: int = Field(384, ge=32, description="prompt + completion tokens kept in training")
+    lora: LoraConfig = LoraConfig()
 
 
 class TAConfig(_Section):
-    model: str = Field("gemma-3-270m", min_length=1, description="alias, hub id or local path")
-    scorer: Literal["likelihood", "judge"] = Field("likelihood", description="how the TA scores an output")
+    model: str = Field("gemma-3-270m", min_length=1, description="alias, hub id, local path or tiny-random")
+    scorer: Literal["likelihood", "judge"] = Field(
+        "likelihood", description="which TA score the variants use"
+    )
+    batch_size: int = Field(8, gt=0, description="outputs scored per forward pass")
 
 
-class WarmupConfig(_Section):
+class TrainingConfig(_Section):
+    epochs: float = Field(2.0, gt=0, description="passes over the training examples")
+    learning_rate: float = Field(2e-4, gt=0, lt=1, description="AdamW learning rate (cosine schedule)")
+    batch_size: int = Field(8, gt=0, description="examples per optimiser step")
+    seed: int = Field(0, description="training seed (init, shuffling, dropout)")
+
+
+class WarmupConfig(TrainingConfig):
     fraction: float = Field(0.25, gt=0, lt=1, description="share of teacher data used to warm up")
 
 
 class SignalsConfig(_Section):
     samples: int = Field(8, ge=2, description="K student samples per question for self-consistency")
     temperature: float = Field(0.8, gt=0, le=2, description="sampling temperature for the K samples")
+    max_new_tokens: int = Field(128, gt=0, description="length cap of each student sample")
+    batch_size: int = Field(8, gt=0, description="questions per generation call (x K sequences)")
+    seed: int = Field(0, description="sampling seed")
+    base_student: bool = Field(
+        False, description="also score every reply with the base (not warmed-up) student (one-stage variants)"
+    )
+
+
+SIGNAL_NAMES = ("self_consistency", "ta_student", "ta_teacher")
+
+
+class VariantSpec(_Section):
+    schedule: Literal["one_stage", "two_stage"] = Field(
+        description="train once on all data, or warm up first"
+    )
+    signals: list[Literal["self_consistency", "ta_student", "ta_teacher"]] = Field(
+        default_factory=list, description="signals combined into each example's usefulness"
+    )
+    gold_filter: bool = Field(False, description="drop teacher replies wrong by gold (oracle; uses gold)")
+    description: str = Field("", description="shown in reports")
+
+
+class Stage2Config(TrainingConfig):
+    mode: Literal["weight", "filter"] = Field("weight", description="how usefulness shapes stage 2")
+    keep_fraction: float = Field(0.6, gt=0, le=1, description="filter mode: share of examples kept")
+    weight_floor: float = Field(
+        0.1, ge=0, lt=1, description="weight mode: smallest weight (after mean-1 scaling)"
+    )
+
+
+class EvalConfig(_Section):
+    max_new_tokens: int = Field(160, gt=0, description="greedy decoding length cap")
+    batch_size: int = Field(16, gt=0, description="test questions per generation call")
+    bootstrap: int = Field(1000, ge=100, description="bootstrap resamples for CIs and paired tests")
+    seed: int = Field(0, description="bootstrap seed")
 
 
 class Params(_Section):
@@ -169,6 +224,11 @@ class Params(_Section):
     ta: TAConfig = TAConfig()
     warmup: WarmupConfig = WarmupConfig()
     signals: SignalsConfig = SignalsConfig()
+    stage2: Stage2Config = Stage2Config()
+    eval: EvalConfig = EvalConfig()
+    variants: dict[str, VariantSpec] = Field(description="every variant a run may train (same teacher data)")
+    baseline: str = Field("ft", description="the variant every other one is compared against")
+    compare: list[str] = Field(description="variants trained and evaluated besides the baseline")
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Params:
@@ -178,6 +238,23 @@ class Params(_Section):
                 "budget.queries",
                 f"{self.budget.queries} exceeds the train pool ({pool} = data.train_per_task "
                 f"x {len(self.data.tasks)} tasks x teacher.samples); raise data.train_per_task",
+            )
+        unknown = [v for v in [self.baseline, *self.compare] if v not in self.variants]
+        if unknown:
+            key = "baseline" if self.baseline in unknown else "compare"
+            raise _KeyedError.one(
+                key, f"unknown variant(s) {', '.join(unknown)}; defined: {', '.join(self.variants)}"
+            )
+        if self.baseline in self.compare:
+            raise _KeyedError.one("compare", f"lists the baseline {self.baseline!r}, which always runs")
+        needs_base = [
+            v for v in [self.baseline, *self.compare]
+            if self.variants[v].schedule == "one_stage" and self.variants[v].signals
+        ]  # fmt: skip
+        if needs_base and not self.signals.base_student:
+            raise _KeyedError.one(
+                "signals.base_student",
+                f"must be true for one-stage variants with signals ({', '.join(needs_base)})",
             )
         if self.teacher.backend == "simulated":
             user = [n for n, s in self.data.tasks.items() if s.source != "reasoning_gym"]

@@ -12,3 +12,28 @@ TEACHER_METRICS = METRICS / "teacher.json"
 
 def split_file(split: str) -> Path:
     return PREPARED / f"{split}.jsonl"
+
+
+SIGNALS = Path("data/signals.jsonl")
+SIGNAL_METRICS = METRICS / "signals.json"
+MODELS = Path("models")
+BASE_STUDENT = MODELS / "base/student"
+BASE_TA = MODELS / "base/ta"
+WARMUP = MODELS / "warmup"
+TRAIN_CURVES = METRICS / "train"
+
+
+def stage2_model(variant: str) -> Path:
+    return MODELS / "stage2" / variant
+
+
+def stage2_metrics(variant: str) -> Path:
+    return METRICS / "stage2" / f"{variant}.json"
+
+
+def predictions(variant: str) -> Path:
+    return Path("data/predictions") / f"{variant}.jsonl"
+
+
+def eval_metrics(variant: str) -> Path:
+    return METRICS / "eval" / f"{variant}.json"

@@ -25,6 +25,10 @@ def _template(name: str) -> str:
     return path.read_text()
 
 
-def render(name: str, question: str) -> str:
-    # str.replace, not str.format: questions may contain braces.
-    return _template(name).replace("{question}", question.strip()).strip()
+def render(name: str, **fields: str) -> str:
+    """Fill ``{field}`` placeholders; str.replace, not str.format, since model text and
+    questions may contain braces."""
+    text = _template(name)
+    for key, value in fields.items():
+        text = text.replace(f"{{{key}}}", value.strip())
+    return text.strip()

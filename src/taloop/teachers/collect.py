@@ -48,7 +48,7 @@ def plan_queries(params: Params, pool: list[Example], teacher: Teacher) -> list[
     settings = teacher.settings()
     planned = []
     for ex in stratified_order(pool, params.budget.order_seed):
-        prompt = render(cfg.prompt_template, ex.question)
+        prompt = render(cfg.prompt_template, question=ex.question)
         for sample in range(cfg.samples):
             key = cache_key(teacher.backend, teacher.model, prompt, settings, sample)
             planned.append(PlannedQuery(TeacherRequest(ex, prompt, sample), key))

@@ -1,0 +1,28 @@
+"""Reading the pipeline's own data files back as typed objects."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from taloop import paths
+from taloop.config import Params
+from taloop.io import read_jsonl
+from taloop.tasks.base import Example, Task
+from taloop.tasks.prompts import render
+from taloop.tasks.registry import get_task
+
+
+def examples(split: str) -> list[Example]:
+    return [Example.from_row(r) for r in read_jsonl(paths.split_file(split))]
+
+
+def tasks(params: Params) -> dict[str, Task]:
+    return {name: get_task(name, spec) for name, spec in params.data.tasks.items()}
+
+
+def responses() -> list[dict[str, Any]]:
+    return read_jsonl(paths.RESPONSES)
+
+
+def prompts(params: Params, split: str = "train") -> dict[str, str]:
+    return {ex.id: render(params.teacher.prompt_template, question=ex.question) for ex in examples(split)}

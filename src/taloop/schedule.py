@@ -1,0 +1,90 @@
+"""Which teacher replies each variant trains on, with which weights, from which start."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from taloop.config import Params, TrainingConfig
+from taloop.selection import example_weights
+from taloop.training import TrainExample, TrainSettings
+
+
+def settings(params: Params, cfg: TrainingConfig) -> TrainSettings:
+    lora = params.student.lora
+    return TrainSettings(
+        epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
+        max_length=params.student.max_length, seed=cfg.seed,
+        lora_r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+    )  # fmt: skip
+
+
+def teacher_data_fingerprint(responses: Sequence[dict[str, Any]]) -> str:
+    """Identifies the teacher replies a variant was given; equal across variants = equal budget."""
+    keys = "\n".join(f"{r['id']}#{r['sample']}" for r in responses)
+    return hashlib.sha256(keys.encode()).hexdigest()[:16]
+
+
+def split_warmup(responses: Sequence[dict[str, Any]], fraction: float) -> tuple[list[dict], list[dict]]:
+    """Replies are in the fixed task-stratified purchase order, so a prefix is stratified too."""
+    n_warm = max(1, math.floor(fraction * len(responses)))
+    return list(responses[:n_warm]), list(responses[n_warm:])
+
+
+def to_example(reply: dict[str, Any], prompt: str, weight: float = 1.0) -> TrainExample:
+    return TrainExample(prompt=prompt, completion=reply["rationale"], weight=weight)
+
+
+@dataclass(frozen=True)
+class TrainPlan:
+    examples: list[TrainExample]
+    from_warmup: bool
+    replies_available: int  # teacher replies the variant was given (equal for every variant)
+    kept: int
+    weight_min: float
+    weight_max: float
+
+
+def plan_variant(
+    params: Params,
+    name: str,
+    responses: Sequence[dict[str, Any]],
+    signals: dict[tuple[str, int], dict[str, Any]],
+    prompts: dict[str, str],
+) -> TrainPlan:
+    """``signals`` maps (id, sample) of a reply to its signal row; ``prompts`` id -> prompt."""
+    variant = params.variants[name]
+    _, rest = split_warmup(responses, params.warmup.fraction)
+    two_stage = variant.schedule == "two_stage"
+    pool = rest if two_stage else list(responses)
+    needs_signals = bool(variant.signals)
+    rows = []
+    for reply in pool:
+        key = (reply["id"], reply["sample"])
+        if needs_signals and key not in signals:
+            raise KeyError(
+                f"variant {name}: no signals for reply {key[0]}#{key[1]} (see signals.base_student)"
+            )
+        rows.append({"teacher_correct": reply["correct"], **signals.get(key, {})})
+    # One-stage variants score with the base student: there is no warmed-up one.
+    prefix = "" if two_stage else "base_"
+    weights = example_weights(rows, variant, params.stage2, prefix) if rows else np.ones(0)
+    examples = [
+        to_example(reply, prompts[reply["id"]], float(w))
+        for reply, w in zip(pool, weights, strict=True)
+        if w > 0
+    ]
+    kept = weights[weights > 0]
+    return TrainPlan(
+        examples=examples,
+        from_warmup=two_stage,
+        replies_available=len(responses),
+        kept=len(examples),
+        weight_min=float(kept.min()) if kept.size else 0.0,
+        weight_max=float(kept.max()) if kept.size else 0.0,
+    )

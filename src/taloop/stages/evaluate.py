@@ -1,0 +1,45 @@
+"""evaluate <variant>: greedy decoding on the test split; accuracy, CI, paired test vs baseline."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from taloop import data, logs, paths
+from taloop.config import load_params
+from taloop.evaluation import predict, summarise
+from taloop.io import read_json, read_jsonl, write_json, write_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logs.setup()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("variant")
+    variant = parser.parse_args(argv).variant
+    params = load_params(paths.PARAMS)
+    baseline_rows = None
+    if variant != params.baseline:
+        ours = read_json(paths.stage2_metrics(variant))["teacher_data_fingerprint"]
+        theirs = read_json(paths.stage2_metrics(params.baseline))["teacher_data_fingerprint"]
+        if ours != theirs:
+            raise SystemExit(f"{variant} and {params.baseline} were trained on different teacher data")
+        baseline_rows = read_jsonl(paths.predictions(params.baseline))
+    rows = predict(
+        params, paths.BASE_STUDENT, paths.stage2_model(variant), data.examples("test"), data.tasks(params)
+    )
+    write_jsonl(paths.predictions(variant), rows)
+    summary = summarise(params, variant, rows, baseline_rows)
+    write_json(paths.eval_metrics(variant), summary)
+    log.info(
+        "%s: accuracy %.3f (95%% CI %.3f-%.3f)",
+        variant,
+        summary["accuracy"],
+        summary["ci_low"],
+        summary["ci_high"],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""score_signals: self-consistency of the warmed-up student and TA confidences, per reply."""
+
+from __future__ import annotations
+
+import gc
+import logging
+
+from taloop import data, logs, paths
+from taloop.config import load_params
+from taloop.io import write_json, write_jsonl
+from taloop.schedule import split_warmup
+from taloop.scoring import score, signal_metrics
+
+log = logging.getLogger(__name__)
+
+
+def main() -> None:
+    logs.setup()
+    params = load_params(paths.PARAMS)
+    responses = data.responses()
+    _, rest = split_warmup(responses, params.warmup.fraction)
+    scope = {"stage2": rest}
+    if params.signals.base_student:
+        scope["all"] = responses
+    examples = {ex.id: ex for ex in data.examples("train")}
+    rows = score(params, paths.BASE_STUDENT, paths.BASE_TA, paths.WARMUP, scope, examples, data.tasks(params))
+    gc.collect()
+    write_jsonl(paths.SIGNALS, rows)
+    metrics = signal_metrics(rows, params.ta.scorer)
+    write_json(paths.SIGNAL_METRICS, metrics)
+    log.info(
+        "AUC of TA-on-teacher at flagging wrong teacher replies: %s",
+        metrics["auc_ta_teacher_flags_wrong_teacher"],
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""train_stage2 <variant>: train one variant on the shared teacher replies (see schedule.py)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from taloop import data, logs, paths
+from taloop.config import load_params
+from taloop.io import read_jsonl, write_json
+from taloop.schedule import plan_variant, settings, teacher_data_fingerprint
+from taloop.training import train_lora
+
+log = logging.getLogger(__name__)
+
+
+def main(argv: list[str] | None = None) -> None:
+    logs.setup()
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("variant")
+    variant = parser.parse_args(argv).variant
+    params = load_params(paths.PARAMS)
+    if variant not in params.variants:
+        raise SystemExit(f"variants: no variant named {variant!r}; defined: {', '.join(params.variants)}")
+    responses = data.responses()
+    signals = {(r["id"], r["sample"]): r for r in read_jsonl(paths.SIGNALS)}
+    plan = plan_variant(params, variant, responses, signals, data.prompts(params))
+    log.info("%s: %d of %d replies kept (weights %.2f..%.2f)", variant, plan.kept,
+             plan.replies_available, plan.weight_min, plan.weight_max)  # fmt: skip
+    result = train_lora(
+        paths.BASE_STUDENT,
+        plan.examples,
+        settings(params, params.stage2),
+        paths.stage2_model(variant),
+        paths.TRAIN_CURVES / f"stage2_{variant}",
+        init_adapter=paths.WARMUP if plan.from_warmup else None,
+    )
+    write_json(
+        paths.stage2_metrics(variant),
+        {
+            "variant": variant,
+            "teacher_replies": plan.replies_available,
+            "teacher_data_fingerprint": teacher_data_fingerprint(responses),
+            "examples_trained": plan.kept,
+            "from_warmup": plan.from_warmup,
+            "weight_min": plan.weight_min,
+            "weight_max": plan.weight_max,
+            **result,
+        },
+    )
+
+
+if __name__ == "__main__":
+    main()

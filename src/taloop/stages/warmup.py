@@ -1,0 +1,27 @@
+"""warmup: LoRA-train the base student on the first `warmup.fraction` of the teacher replies."""
+
+from __future__ import annotations
+
+from taloop import data, logs, paths
+from taloop.config import load_params
+from taloop.schedule import settings, split_warmup, to_example
+from taloop.training import train_lora
+
+
+def main() -> None:
+    logs.setup()
+    params = load_params(paths.PARAMS)
+    warm, _ = split_warmup(data.responses(), params.warmup.fraction)
+    prompts = data.prompts(params)
+    examples = [to_example(r, prompts[r["id"]]) for r in warm]
+    train_lora(
+        paths.BASE_STUDENT,
+        examples,
+        settings(params, params.warmup),
+        paths.WARMUP,
+        paths.TRAIN_CURVES / "warmup",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,193 @@
+"""LoRA SFT through TRL with per-example loss weights.
+
+TRL's SFTTrainer has no weight column and drops columns the model does not take, so the
+dataset is tokenized here (prompt tokens masked to -100, loss on the completion only),
+passed with ``skip_prepare_dataset``, collated by :class:`WeightedCollator` (which keeps the
+weight) with ``remove_unused_columns=False`` and no packing, and the loss is computed by
+:meth:`WeightedSFTTrainer.compute_loss`.
+
+Loss of a micro-batch = sum_i w_i * NLL_i / sum_i w_i * n_i, where NLL_i is the summed token
+loss of example i and n_i its completion tokens. All-ones weights give exactly the plain
+mean token loss, and a weight-0 example contributes nothing to the loss or its gradient.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainExample:
+    prompt: str  # the rendered task prompt (the user turn)
+    completion: str  # the rationale ending in "The answer is X."
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    epochs: float
+    learning_rate: float
+    batch_size: int
+    max_length: int
+    seed: int
+    lora_r: int
+    lora_alpha: int
+    lora_dropout: float
+
+
+def chat_prompt(tok: Any, prompt: str) -> str:
+    """The user turn in the model's chat format, ending where the assistant starts."""
+    if tok.chat_template:
+        return tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
+    return f"{prompt}\n"
+
+
+def encode(tok: Any, examples: Sequence[TrainExample], max_length: int) -> list[dict[str, Any]]:
+    rows = []
+    for ex in examples:
+        prompt_ids = tok(chat_prompt(tok, ex.prompt), add_special_tokens=False).input_ids
+        completion_ids = tok(ex.completion + (tok.eos_token or ""), add_special_tokens=False).input_ids
+        input_ids = (prompt_ids + completion_ids)[:max_length]
+        labels = ([-100] * len(prompt_ids) + completion_ids)[:max_length]
+        rows.append({"input_ids": input_ids, "labels": labels, "weight": float(ex.weight)})
+    return rows
+
+
+@dataclass
+class WeightedCollator:
+    pad_token_id: int
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        width = max(len(r["input_ids"]) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            input_ids[i, :n] = torch.tensor(r["input_ids"])
+            labels[i, :n] = torch.tensor(r["labels"])
+            attention[i, :n] = 1
+        weight = torch.tensor([float(r["weight"]) for r in rows], dtype=torch.float32)
+        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "weight": weight}
+
+
+def example_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-example summed next-token NLL and number of scored tokens."""
+    shifted = labels[:, 1:]
+    nll = F.cross_entropy(
+        logits[:, :-1].transpose(1, 2).float(), shifted, ignore_index=-100, reduction="none"
+    )
+    return nll.sum(dim=1), (shifted != -100).sum(dim=1)
+
+
+def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    nll, tokens = example_nll(logits, labels)
+    weight = weight.to(nll.dtype)
+    return (weight * nll).sum() / (weight * tokens).sum().clamp(min=1e-8)
+
+
+def _trainer_class() -> type:
+    from trl import SFTTrainer
+
+    class WeightedSFTTrainer(SFTTrainer):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            # The loss is normalised per micro-batch (by weighted tokens), so let Trainer
+            # average over accumulation steps instead of expecting a global token count.
+            self.model_accepts_loss_kwargs = False
+
+        def compute_loss(
+            self,
+            model: Any,
+            inputs: dict[str, Any],
+            return_outputs: bool = False,
+            num_items_in_batch: Any = None,
+        ) -> Any:
+            weight = inputs.pop("weight")
+            labels = inputs.pop("labels")
+            outputs = model(**inputs, use_cache=False)
+            loss = weighted_loss(outputs.logits, labels, weight)
+            return (loss, outputs) if return_outputs else loss
+
+    return WeightedSFTTrainer
+
+
+def train_lora(
+    base_dir: Path,
+    examples: Sequence[TrainExample],
+    settings: TrainSettings,
+    out_dir: Path,
+    live_dir: Path,
+    init_adapter: Path | None = None,
+) -> dict[str, float]:
+    """Train a LoRA adapter on ``examples`` (continuing ``init_adapter`` if given) and
+    save it to ``out_dir``; curves go to ``live_dir`` through dvclive."""
+    from datasets import Dataset
+    from dvclive import Live
+    from peft import LoraConfig, PeftModel
+    from transformers import set_seed
+    from transformers.integrations import DVCLiveCallback
+    from trl import SFTConfig
+
+    from taloop.models import load_saved
+
+    set_seed(settings.seed)
+    model, tok = load_saved(base_dir)
+    peft_config = None
+    if init_adapter is not None:
+        model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
+    else:
+        peft_config = LoraConfig(
+            r=settings.lora_r,
+            lora_alpha=settings.lora_alpha,
+            lora_dropout=settings.lora_dropout,
+            target_modules="all-linear",
+            task_type="CAUSAL_LM",
+        )
+    dataset = Dataset.from_list(encode(tok, examples, settings.max_length))
+    args = SFTConfig(
+        output_dir=str(out_dir),  # per-epoch checkpoints land in out_dir/checkpoint-*
+        num_train_epochs=settings.epochs,
+        learning_rate=settings.learning_rate,
+        per_device_train_batch_size=settings.batch_size,
+        lr_scheduler_type="cosine",
+        warmup_steps=0.1,
+        logging_steps=1,
+        save_strategy="epoch",
+        save_total_limit=1,
+        seed=settings.seed,
+        data_seed=settings.seed,
+        report_to=[],
+        remove_unused_columns=False,
+        packing=False,
+        loss_type="nll",
+        max_length=settings.max_length,
+        dataset_kwargs={"skip_prepare_dataset": True},
+        use_cpu=not torch.cuda.is_available(),
+        disable_tqdm=False,
+    )
+    live = Live(dir=str(live_dir), save_dvc_exp=False, report=None)
+    trainer = _trainer_class()(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        processing_class=tok,
+        data_collator=WeightedCollator(tok.pad_token_id),
+        peft_config=peft_config,
+        callbacks=[DVCLiveCallback(live=live)],
+    )
+    result = trainer.train()
+    live.end()
+    trainer.save_model(str(out_dir))  # the final adapter, beside the last checkpoint
+    return {"train_loss": float(result.training_loss), "steps": float(result.global_step)}
