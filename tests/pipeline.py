@@ -11,6 +11,8 @@ from typing import Any
 
 import yaml
 
+from taloop.profiles import apply_profile, deep_merge
+
 from .conftest import REPO
 
 GIT_ENV = {
@@ -37,8 +39,8 @@ def run(cwd: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def copy_repo(dest: Path, params_update: dict[str, dict[str, Any]]) -> Path:
-    """Copy what git would ship (tracked and not ignored), set params, commit."""
+def copy_repo(dest: Path, profile: str = "test", extra: dict[str, Any] | None = None) -> Path:
+    """Copy what git would ship (tracked and not ignored), apply a profile, commit."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=REPO, capture_output=True, text=True, check=True,
@@ -48,10 +50,9 @@ def copy_repo(dest: Path, params_update: dict[str, dict[str, Any]]) -> Path:
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    for section, values in params_update.items():
-        params[section].update(values)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    merged = apply_profile(profile, dest / "params.yaml", dest / "profiles")
+    if extra:
+        (dest / "params.yaml").write_text(yaml.safe_dump(deep_merge(merged, extra), sort_keys=False))
     run(dest, "git", "init", "-q")
     run(dest, "git", "add", "-A")
     run(dest, "git", "commit", "-qm", "test copy")

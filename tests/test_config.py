@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from taloop.config import ConfigError, load_params, validate_params
+from taloop.profiles import apply_profile
 
 from .conftest import REPO
 
@@ -32,7 +33,9 @@ def _delete(raw: dict[str, Any], dotted: str) -> None:
 def test_repository_params_are_valid() -> None:
     params = load_params(REPO / "params.yaml")
     assert params.budget.queries > 0
-    assert set(params.data.tasks) == {"gsm_symbolic", "leg_counting", "syllogism", "family_relationships"}
+    assert len(params.data.tasks) == 4
+    assert params.baseline == "ft" and {"two_stage", "ta_loop", "oracle"} <= set(params.compare)
+    assert len(params.variants) == 8
 
 
 BAD_VALUES = [
@@ -62,7 +65,16 @@ BAD_VALUES = [
     ("data.tasks.chess_puzzles", {}, "data.tasks"),
     ("data.tasks.leg_counting", {"config": {"max_legs": 3}}, "leg_counting.config"),
     ("data.tasks.leg_counting", {"config": {"min_animals": 5, "max_animals": 2}}, "leg_counting.config"),
-    ("data.tasks.gsm_symbolic", {"source": "jsonl"}, "data.tasks.gsm_symbolic"),
+    ("data.tasks.syllogism", {"source": "jsonl"}, "data.tasks.syllogism"),
+    ("compare", ["ta_loop", "nonsense"], "compare"),
+    ("compare", ["ft"], "compare"),
+    ("baseline", "best", "baseline"),
+    ("variants.ta_loop.signals", ["vibes"], "variants.ta_loop.signals"),
+    ("variants.ft.schedule", "three_stage", "variants.ft.schedule"),
+    ("stage2.mode", "boost", "stage2.mode"),
+    ("stage2.keep_fraction", 0.0, "stage2.keep_fraction"),
+    ("student.lora.r", 0, "student.lora.r"),
+    ("eval.bootstrap", 10, "eval.bootstrap"),
     ("teacher.model", "", "teacher.model"),
     ("budget.surprise", 3, "budget.surprise"),
     ("teacher.cache_only", "sometimes", "teacher.cache_only"),
@@ -96,6 +108,23 @@ def test_unknown_teacher_backend_lists_allowed(raw_params: dict[str, Any]) -> No
     raw_params["teacher"]["backend"] = "oracle"
     with pytest.raises(ConfigError, match="simulated"):
         validate_params(raw_params)
+
+
+def test_one_stage_signals_need_base_student_scores(raw_params: dict[str, Any]) -> None:
+    raw_params["compare"] = ["ta_loop_one_stage"]
+    with pytest.raises(ConfigError, match=r"signals\.base_student"):
+        validate_params(raw_params)
+    raw_params["signals"]["base_student"] = True
+    validate_params(raw_params)
+
+
+@pytest.mark.parametrize("profile", ["test", "paper"])
+def test_profiles_merge_into_valid_params(profile: str, tmp_path: Path) -> None:
+    target = tmp_path / "params.yaml"
+    target.write_text((REPO / "params.yaml").read_text())
+    merged = apply_profile(profile, target, REPO / "profiles")
+    assert load_params(target) == validate_params(merged)
+    assert merged["data"]["tasks"]  # untouched sections survive the merge
 
 
 def test_simulated_teacher_refuses_user_datasets(raw_params: dict[str, Any]) -> None:

@@ -8,23 +8,17 @@ from pathlib import Path
 
 import pytest
 
+from taloop.config import load_params
+
+from .conftest import REPO
 from .pipeline import copy_repo, run
 
-TINY_PROFILE = {
-    "data": {"train_per_task": 6, "val_per_task": 2, "test_per_task": 3},
-    "budget": {"queries": 16},
-    "student": {"model": "tiny-random", "max_length": 192},
-    "ta": {"model": "tiny-random", "batch_size": 4},
-    "warmup": {"epochs": 1, "batch_size": 4},
-    "signals": {"samples": 2, "max_new_tokens": 12, "batch_size": 4},
-    "stage2": {"epochs": 1, "batch_size": 4},
-    "eval": {"max_new_tokens": 12, "batch_size": 6, "bootstrap": 200},
-}
+TASKS = set(load_params(REPO / "params.yaml").data.tasks)
 
 
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    repo = copy_repo(tmp_path_factory.mktemp("full") / "repo", TINY_PROFILE)
+    repo = copy_repo(tmp_path_factory.mktemp("full") / "repo")
     run(repo, "dvc", "repro")
     run(repo, "git", "add", "dvc.lock")
     run(repo, "git", "commit", "-qm", "tiny run")

@@ -155,6 +155,7 @@ class StudentConfig(_Section):
     )
     max_length: int = Field(384, ge=32, description="prompt + completion tokens kept in training")
     lora: LoraConfig = LoraConfig()
+    bf16: bool = Field(False, description="bfloat16 autocast in training (CPUs with avx512_bf16, GPUs)")
 
 
 class TAConfig(_Section):

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
 # name -> answer format; the generators live in reasoning_gym_tasks.py.
 BUILTIN_TASKS: dict[str, str] = {
     "gsm_symbolic": "number",
+    "chain_sum": "number",
     "leg_counting": "number",
     "syllogism": "yes_no",
     "family_relationships": "text",

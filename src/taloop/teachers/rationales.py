@@ -151,6 +151,29 @@ class GSMWriter:
         return _finish(body, _fmt(wrong_value), "arithmetic_slip")
 
 
+# --- chain_sum --------------------------------------------------------------------------
+
+
+class ChainSumWriter:
+    def hardness(self, ex: Example) -> float:
+        terms = ex.meta["expression"].split()
+        return len(terms) / 2 + max(len(t) for t in terms[::2])
+
+    def write(self, ex: Example, wrong: bool, rng: random.Random) -> Rationale:
+        tokens = ex.meta["expression"].split()
+        value = int(tokens[0])
+        n_steps = len(tokens) // 2
+        slip_at = rng.randrange(n_steps) if wrong else -1
+        lines = ["Work from left to right:"]
+        for step, (op, operand) in enumerate(zip(tokens[1::2], tokens[2::2], strict=True)):
+            result = value + int(operand) if op == "+" else value - int(operand)
+            if step == slip_at:
+                result = int(_slip(Fraction(result), rng)) if result >= 0 else result - rng.choice([1, 10])
+            lines.append(f"{value} {op} {operand} = {result}")
+            value = result  # later steps build on the (possibly slipped) running total
+        return _finish("\n".join(lines), str(value), "arithmetic_slip" if wrong else None)
+
+
 # --- leg_counting -----------------------------------------------------------------------
 
 # Confusions a model plausibly makes about an animal's legs.
@@ -293,6 +316,7 @@ class FamilyWriter:
 
 WRITERS: dict[str, Writer] = {
     "gsm_symbolic": GSMWriter(),
+    "chain_sum": ChainSumWriter(),
     "leg_counting": LegWriter(),
     "syllogism": SyllogismWriter(),
     "family_relationships": FamilyWriter(),

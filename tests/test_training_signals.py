@@ -1,0 +1,193 @@
+"""Training loss weights, signals, selection and statistics on tiny in-process models."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from taloop.config import Stage2Config, VariantSpec
+from taloop.generation import generate
+from taloop.metrics import bootstrap_ci, flag_auc, paired_comparison
+from taloop.models import TINY_RANDOM, load_source
+from taloop.selection import example_weights, rank_normalise, usefulness
+from taloop.signals import judge_confidence, likelihood_confidence, self_consistency
+from taloop.training import TrainExample, WeightedCollator, encode, weighted_loss
+
+
+@pytest.fixture(scope="module")
+def tiny() -> tuple[Any, Any]:
+    model, tok = load_source(TINY_RANDOM)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return model, tok
+
+
+def _batch(tok: Any, examples: list[TrainExample]) -> dict[str, torch.Tensor]:
+    return WeightedCollator(tok.pad_token_id)(encode(tok, examples, max_length=128))
+
+
+def _grads(model: Any, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+    model.zero_grad()
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    weighted_loss(logits, batch["labels"], batch["weight"]).backward()
+    return [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
+
+
+A = TrainExample("What is 2 + 2?", "2 + 2 = 4\nThe answer is 4.")
+B = TrainExample("Is every cat a mammal?", "Cats are mammals.\nThe answer is Yes.")
+
+
+def test_prompt_tokens_carry_no_loss(tiny: tuple[Any, Any]) -> None:
+    _, tok = tiny
+    row = encode(tok, [A], max_length=128)[0]
+    scored = [t for t, lab in zip(row["input_ids"], row["labels"], strict=True) if lab != -100]
+    assert tok.decode(scored).startswith("2 + 2 = 4")
+    assert row["labels"][0] == -100
+
+
+def test_all_ones_weights_equal_the_plain_loss(tiny: tuple[Any, Any]) -> None:
+    model, tok = tiny
+    batch = _batch(tok, [A, B])
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+    ours = weighted_loss(out.logits, batch["labels"], torch.ones(2))
+    assert torch.allclose(ours, out.loss, atol=1e-6)
+
+
+def test_weight_zero_example_changes_nothing_in_the_gradient(tiny: tuple[Any, Any]) -> None:
+    model, tok = tiny
+    alone = _grads(model, _batch(tok, [A]))
+    with_ignored = _grads(model, _batch(tok, [A, TrainExample(B.prompt, B.completion, weight=0.0)]))
+    with_counted = _grads(model, _batch(tok, [A, B]))
+    assert all(torch.allclose(x, y, atol=1e-7) for x, y in zip(alone, with_ignored, strict=True))
+    assert not all(torch.allclose(x, y, atol=1e-7) for x, y in zip(alone, with_counted, strict=True))
+
+
+def test_collator_keeps_the_weight_column(tiny: tuple[Any, Any]) -> None:
+    _, tok = tiny
+    batch = _batch(tok, [A, TrainExample(B.prompt, B.completion, weight=0.25)])
+    assert batch["weight"].tolist() == [1.0, 0.25]
+    assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
+
+
+def test_ta_likelihood_prefers_a_learned_sequence(tiny: tuple[Any, Any]) -> None:
+    model, tok = load_source(TINY_RANDOM)  # a fresh copy: this test trains it
+    tok.pad_token = tok.pad_token or tok.eos_token
+    learned = "Alice has three red apples and gives one to Bob."
+    shuffled = " ".join(reversed(learned.split()))
+    batch = _batch(tok, [TrainExample("Tell me a fact.", learned)])
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    for _ in range(30):
+        optimiser.zero_grad()
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        weighted_loss(logits, batch["labels"], batch["weight"]).backward()
+        optimiser.step()
+    scores = likelihood_confidence(model, tok, ["Tell me a fact."] * 2, [learned, shuffled], batch_size=2)
+    assert scores[0] > scores[1]
+    assert all(0 < s < 1 for s in scores)
+
+
+def test_judge_confidence_is_a_probability(tiny: tuple[Any, Any]) -> None:
+    model, tok = tiny
+    scores = judge_confidence(
+        model, tok, ["1+1?", "2+2?", "3+3?"], ["The answer is 2.", "5", "6"], batch_size=2
+    )
+    assert len(scores) == 3 and all(0 < s < 1 for s in scores)
+
+
+def test_k_samples_per_prompt_in_one_call(tiny: tuple[Any, Any]) -> None:
+    model, tok = tiny
+    outs = generate(
+        model, tok, ["a", "bb", "ccc"], max_new_tokens=5, batch_size=2, num_samples=3, temperature=1.0
+    )
+    assert [len(o) for o in outs] == [3, 3, 3]
+    greedy = [generate(model, tok, ["a", "bb"], max_new_tokens=5, batch_size=2) for _ in range(2)]
+    assert greedy[0] == greedy[1]
+
+
+@pytest.mark.parametrize(
+    ("answers", "majority", "share", "entropy"),
+    [
+        (["3", "3", "3", "3"], "3", 1.0, 0.0),
+        (["3", "3", "4", None], "3", 0.5, -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25))),
+        (["4", "3", "3", "4"], "4", 0.5, math.log(2)),  # tie: the answer seen first
+        ([None, None, "7"], None, 2 / 3, -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))),
+    ],
+)
+def test_self_consistency(
+    answers: list[str | None], majority: str | None, share: float, entropy: float
+) -> None:
+    cons = self_consistency(answers)
+    assert cons.majority == majority
+    assert cons.share == pytest.approx(share)
+    assert cons.entropy == pytest.approx(entropy)
+    assert answers[cons.majority_index] == majority
+
+
+def _rows(n: int) -> list[dict[str, Any]]:
+    rng = np.random.default_rng(0)
+    return [
+        {"sc": float(rng.integers(1, 5)) / 4, "ta_conf_student": float(rng.random()),
+         "ta_conf_teacher": float(rng.random()), "teacher_correct": bool(i % 3)}
+        for i in range(n)
+    ]  # fmt: skip
+
+
+def test_filter_keeps_the_configured_share_of_the_most_useful() -> None:
+    rows = _rows(50)
+    variant = VariantSpec(schedule="two_stage", signals=["self_consistency", "ta_student", "ta_teacher"])
+    weights = example_weights(rows, variant, Stage2Config(mode="filter", keep_fraction=0.6))
+    assert set(weights) == {0.0, 1.0} and int(weights.sum()) == 30
+    useful = usefulness(rows, variant.signals)
+    assert useful[weights == 1].min() >= useful[weights == 0].max()
+
+
+def test_weight_mode_has_mean_one_a_floor_and_follows_usefulness() -> None:
+    rows = _rows(40)
+    variant = VariantSpec(schedule="two_stage", signals=["ta_teacher"])
+    weights = example_weights(rows, variant, Stage2Config(mode="weight", weight_floor=0.2))
+    assert weights.mean() == pytest.approx(1.0)
+    assert weights.min() > 0
+    trust = [r["ta_conf_teacher"] for r in rows]
+    assert weights[int(np.argmax(trust))] == weights.max()
+
+
+def test_signal_directions() -> None:
+    rows = [
+        {"sc": 1.0, "ta_conf_student": 0.9, "ta_conf_teacher": 0.9},
+        {"sc": 0.25, "ta_conf_student": 0.1, "ta_conf_teacher": 0.1},
+    ]
+    # A sure student is less useful to teach; a trusted teacher is more useful to learn from.
+    assert usefulness(rows, ["self_consistency"]).tolist() == [0.0, 1.0]
+    assert usefulness(rows, ["ta_student"]).tolist() == [0.0, 1.0]
+    assert usefulness(rows, ["ta_teacher"]).tolist() == [1.0, 0.0]
+    assert rank_normalise([5.0]).tolist() == [0.5]
+
+
+def test_oracle_drops_exactly_the_wrong_teacher_replies() -> None:
+    rows = _rows(12)
+    weights = example_weights(rows, VariantSpec(schedule="two_stage", gold_filter=True), Stage2Config())
+    assert weights.tolist() == [1.0 if r["teacher_correct"] else 0.0 for r in rows]
+
+
+def test_bootstrap_and_paired_comparison() -> None:
+    groups = ["a"] * 50 + ["b"] * 50
+    base = [i % 2 == 0 for i in range(100)]
+    lo, hi = bootstrap_ci(base, groups, 500, 0)
+    assert lo < 0.5 < hi
+    same = paired_comparison(base, base, groups, 500, 0)
+    assert same["diff"] == 0 and same["p_value"] == 1.0
+    better = [True] * 90 + [False] * 10
+    win = paired_comparison(better, base, groups, 500, 0)
+    assert win["diff"] == pytest.approx(0.4) and win["p_value"] < 0.01
+    assert win["relative_improvement"] == pytest.approx(0.8)
+    assert win["relative_ci_low"] < 0.8 < win["relative_ci_high"]
+
+
+def test_flag_auc() -> None:
+    assert flag_auc([True, False, True, False], [0.1, 0.9, 0.2, 0.8]) == 1.0
+    assert flag_auc([True, False], [0.9, 0.1]) == 0.0
+    assert flag_auc([False, False], [0.3, 0.4]) is None
