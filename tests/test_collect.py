@@ -9,10 +9,10 @@ from taloop.config import Params, validate_params
 from taloop.tasks.base import Example
 from taloop.tasks.registry import get_task
 from taloop.tasks.splits import make_splits
-from taloop.teachers.base import TeacherReply, TeacherRequest
+from taloop.teachers.base import TeacherReply, TeacherRequest, price_usd
 from taloop.teachers.budget import BudgetExhausted, Ledger
 from taloop.teachers.cache import ReplyCache, cache_key, repo_root
-from taloop.teachers.collect import CacheMissError, collect, teacher_metrics
+from taloop.teachers.collect import CacheMissError, collect, plan_queries, teacher_metrics
 from taloop.teachers.factory import make_teacher
 
 
@@ -87,14 +87,17 @@ def test_cache_only_names_missing_items_then_replays_for_free(setup) -> None:
 
 
 def test_usd_budget_is_never_exceeded(setup) -> None:
-    params, pool, tasks, cache = setup()
-    _, full = _run(params, pool, tasks, cache.__class__(cache.root.parent / "elsewhere"))
-    # Reservations take the max_tokens upper bound, so the cap binds well before actual spend.
-    cap = full["usd_spent"] * 0.75
-    capped, _, _, _ = setup(usd=cap)
+    # Short replies (max_tokens 64) keep the reserved upper bound close to the real cost.
+    params, pool, tasks, cache = setup(teacher={"max_tokens": 64})
+    teacher = make_teacher(params)
+    bound = max(
+        price_usd(teacher.count_tokens(q.request.prompt), 64, params.teacher.price)
+        for q in plan_queries(params, pool, teacher)
+    )
+    capped = params.model_copy(update={"budget": params.budget.model_copy(update={"usd": 2.5 * bound})})
     result, metrics = _run(capped, pool, tasks, cache)
-    assert 0 < metrics["usd_spent"] <= cap
-    assert metrics["budget"]["exhausted"] and metrics["budget"]["unbought"] == 8 - metrics["queries_sent"]
+    assert 0 < metrics["usd_spent"] <= 2.5 * bound
+    assert metrics["budget"]["exhausted"] and metrics["budget"]["unbought"] == 8 - metrics["queries_sent"] > 0
     assert len(result.rows) == metrics["queries_sent"]
 
 

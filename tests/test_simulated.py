@@ -6,7 +6,7 @@ from statistics import fmean
 
 import pytest
 
-from taloop.config import TaskSpec, TeacherConfig
+from taloop.config import TaskSpec, TeacherConfig, load_params
 from taloop.models import load_tokenizer
 from taloop.tasks.base import Example
 from taloop.tasks.prompts import render
@@ -15,41 +15,54 @@ from taloop.teachers.base import TeacherRequest
 from taloop.teachers.rationales import _EQUATION, WRITERS, _evaluate, _value
 from taloop.teachers.simulated import SimulatedTeacher
 
+from .conftest import REPO
+
 PRICE = {"input_per_mtok": 2.5, "output_per_mtok": 10.0}
 
 
-def _teacher(**overrides: object) -> SimulatedTeacher:
+def _teacher(task_configs: dict | None = None, **overrides: object) -> SimulatedTeacher:
     cfg = {"backend": "simulated", "model": "sim", "price": PRICE, "error_rate": 0.2, **overrides}
-    return SimulatedTeacher(TeacherConfig.model_validate(cfg), {})
+    return SimulatedTeacher(TeacherConfig.model_validate(cfg), task_configs or {})
 
 
 def _ask(teacher: SimulatedTeacher, ex: Example, sample: int = 0):
     return teacher.query(TeacherRequest(ex, render("cot_v1", question=ex.question), sample))
 
 
-@pytest.fixture(scope="module")
-def items() -> list[Example]:
-    """1,000 items spread over the built-in tasks (default generator settings), default seed."""
-    per_task = 1000 // len(BUILTIN_TASKS)
+def _draw(specs: dict[str, TaskSpec], total: int) -> list[Example]:
+    per_task = total // len(specs)
     out: list[Example] = []
-    for name in BUILTIN_TASKS:
-        stream = get_task(name, TaskSpec()).stream(seed=0, needed=per_task)
+    for name, spec in specs.items():
+        stream = get_task(name, spec).stream(seed=0, needed=per_task)
         out.extend(ex for _, ex in zip(range(per_task), stream, strict=False))
     return out
+
+
+@pytest.fixture(scope="module")
+def items() -> list[Example]:
+    """1,000 items over every built-in task at its generator's default settings."""
+    return _draw({name: TaskSpec() for name in BUILTIN_TASKS}, 1000)
+
+
+@pytest.fixture(scope="module")
+def default_items() -> list[Example]:
+    """1,000 items of the tasks, settings and seed the default params.yaml uses."""
+    return _draw(dict(load_params(REPO / "params.yaml").data.tasks), 1000)
 
 
 def _judged(teacher: SimulatedTeacher, items: list[Example]) -> list[tuple[Example, object, bool]]:
     rows = []
     for ex in items:
         reply = _ask(teacher, ex)
-        task = get_task(ex.task, TaskSpec())
+        task = get_task(ex.task, TaskSpec(config=teacher.task_configs.get(ex.task, {})))
         rows.append((ex, reply, task.is_correct(task.extract(reply.text), ex)))
     return rows
 
 
 @pytest.mark.parametrize("rate", [0.2, 0.35])
-def test_realised_error_rate_within_3_points(items: list[Example], rate: float) -> None:
-    judged = _judged(_teacher(error_rate=rate), items)
+def test_realised_error_rate_within_3_points(default_items: list[Example], rate: float) -> None:
+    configs = {n: s.config for n, s in load_params(REPO / "params.yaml").data.tasks.items()}
+    judged = _judged(_teacher(configs, error_rate=rate), default_items)
     realised = sum(not ok for _, _, ok in judged) / len(judged)
     assert abs(realised - rate) <= 0.03, realised
 

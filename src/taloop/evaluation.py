@@ -22,7 +22,7 @@ def predict(
     prompts = [render(params.teacher.prompt_template, question=ex.question) for ex in test]
     outputs = generate(
         model, tok, prompts, max_new_tokens=params.eval.max_new_tokens, batch_size=params.eval.batch_size,
-        desc="evaluate",
+        bf16=params.student.bf16, desc="evaluate",
     )  # fmt: skip
     rows = []
     for ex, (text,) in zip(test, outputs, strict=True):

@@ -21,10 +21,12 @@ def generate(
     num_samples: int = 1,
     temperature: float = 0.0,
     seed: int = 0,
+    bf16: bool = False,
     desc: str = "generate",
 ) -> list[list[str]]:
     """``num_samples`` completions per prompt (greedy when temperature is 0). The K samples
-    of a prompt come from one batched call (num_return_sequences)."""
+    of a prompt come from one batched call (num_return_sequences). ``bf16`` autocasts the
+    matmuls (about 1.3x faster on CPUs with avx512_bf16)."""
     tok.padding_side = "left"  # decoder-only batches must end where generation starts
     torch.manual_seed(seed)
     sampling = temperature > 0
@@ -34,7 +36,7 @@ def generate(
         for start in range(0, len(prompts), batch_size):
             batch = [chat_prompt(tok, p) for p in prompts[start : start + batch_size]]
             enc = tok(batch, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            with torch.inference_mode():
+            with torch.inference_mode(), torch.autocast(model.device.type, torch.bfloat16, enabled=bf16):
                 out = model.generate(
                     **enc,
                     max_new_tokens=max_new_tokens,

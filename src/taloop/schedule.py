@@ -20,7 +20,8 @@ def settings(params: Params, cfg: TrainingConfig) -> TrainSettings:
     return TrainSettings(
         epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
         max_length=params.student.max_length, seed=cfg.seed,
-        lora_r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, bf16=params.student.bf16,
+        lora_r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, lora_top_layers=lora.top_layers,
+        bf16=params.student.bf16,
     )  # fmt: skip
 
 

@@ -25,7 +25,7 @@ def student_outputs(
     prompts = [render(params.teacher.prompt_template, question=ex.question) for ex in questions]
     samples = generate(
         model, tok, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-        num_samples=cfg.samples, temperature=cfg.temperature, seed=cfg.seed,
+        num_samples=cfg.samples, temperature=cfg.temperature, seed=cfg.seed, bf16=params.student.bf16,
         desc="student samples" if adapter else "base student samples",
     )  # fmt: skip
     del model

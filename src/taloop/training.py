@@ -42,6 +42,7 @@ class TrainSettings:
     lora_r: int
     lora_alpha: int
     lora_dropout: float
+    lora_top_layers: int | None  # None: every layer
     bf16: bool  # autocast matmuls to bfloat16 (fast on CPUs with avx512_bf16 and on GPUs)
 
 
@@ -100,6 +101,16 @@ def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tens
     return (weight * nll).sum() / (weight * tokens).sum().clamp(min=1e-8)
 
 
+def _linear_module_names(model: Any) -> list[str]:
+    """Names of every Linear inside the transformer blocks (what PEFT's all-linear means)."""
+    names = {
+        name.rsplit(".", 1)[-1]
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and ".layers." in name
+    }
+    return sorted(names)
+
+
 def _trainer_class() -> type:
     from trl import SFTTrainer
 
@@ -151,11 +162,16 @@ def train_lora(
     if init_adapter is not None:
         model = PeftModel.from_pretrained(model, init_adapter, is_trainable=True)
     else:
+        n_layers = model.config.num_hidden_layers
+        top = settings.lora_top_layers
         peft_config = LoraConfig(
             r=settings.lora_r,
             lora_alpha=settings.lora_alpha,
             lora_dropout=settings.lora_dropout,
-            target_modules="all-linear",
+            # Explicit names: PEFT refuses layers_to_transform with the "all-linear" shorthand.
+            target_modules=_linear_module_names(model),
+            # Adapting only the top layers lets backward stop below them.
+            layers_to_transform=list(range(max(0, n_layers - top), n_layers)) if top else None,
             task_type="CAUSAL_LM",
         )
     dataset = Dataset.from_list(encode(tok, examples, settings.max_length))
