@@ -55,7 +55,8 @@ def _accuracy(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 def main() -> None:
     logs.setup()
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    formatter = argparse.RawDescriptionHelpFormatter
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=formatter)
     parser.add_argument("params", nargs="?", default="params.yaml")
     parser.add_argument("--set", action="append", default=[], help="key.path=value override")
     parser.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "taloop-calibrate"))

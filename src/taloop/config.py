@@ -148,7 +148,7 @@ class LoraConfig(_Section):
     alpha: int = Field(32, gt=0, description="LoRA scaling numerator")
     dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
     top_layers: int | None = Field(
-        None, gt=0, description="adapt only the last N transformer layers (backward stops there: faster); null = all"
+        None, gt=0, description="adapt only the last N layers (backward stops below: faster); null = all"
     )
 
 
@@ -158,7 +158,7 @@ class StudentConfig(_Section):
     )
     max_length: int = Field(384, ge=32, description="prompt + completion tokens kept in training")
     lora: LoraConfig = LoraConfig()
-    bf16: bool = Field(False, description="bfloat16 autocast in training and generation (avx512_bf16 CPUs, GPUs)")
+    bf16: bool = Field(False, description="bf16 autocast in training and decoding (avx512_bf16 CPUs, GPUs)")
 
 
 class TAConfig(_Section):
