@@ -12,7 +12,7 @@ import torch
 from taloop.config import Stage2Config, VariantSpec
 from taloop.generation import generate
 from taloop.metrics import bootstrap_ci, flag_auc, paired_comparison
-from taloop.models import TINY_RANDOM, load_source
+from taloop.models import TINY_RANDOM, load_saved, load_source, materialize
 from taloop.selection import example_weights, rank_normalise, usefulness
 from taloop.signals import judge_confidence, likelihood_confidence, self_consistency
 from taloop.training import TrainExample, WeightedCollator, encode, weighted_loss
@@ -191,3 +191,13 @@ def test_flag_auc() -> None:
     assert flag_auc([True, False, True, False], [0.1, 0.9, 0.2, 0.8]) == 1.0
     assert flag_auc([True, False], [0.9, 0.1]) == 0.0
     assert flag_auc([False, False], [0.3, 0.4]) is None
+
+
+def test_models_resolve_from_a_local_path(tmp_path) -> None:
+    first, second = tmp_path / "a", tmp_path / "b"
+    materialize(TINY_RANDOM, first)
+    materialize(str(first), second)  # a local path resolves like a hub id would
+    (a, _), (b, tok) = load_saved(first), load_saved(second)
+    assert (second / "model.safetensors").is_file() and tok.pad_token is not None
+    pairs = zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    assert all(torch.equal(x, y) for x, y in pairs)

@@ -12,7 +12,7 @@ import torch
 from tqdm import tqdm
 
 from taloop.tasks.prompts import render
-from taloop.training import TrainExample, WeightedCollator, chat_prompt, encode, example_nll
+from taloop.training import TrainExample, WeightedCollator, chat_prompt, encode, example_nll, scored_positions
 
 JUDGE_TEMPLATE = "judge_v1"
 
@@ -38,16 +38,23 @@ def self_consistency(answers: Sequence[str | None]) -> Consistency:
 def likelihood_confidence(
     model: Any, tok: Any, prompts: Sequence[str], outputs: Sequence[str], batch_size: int, desc: str = "TA"
 ) -> list[float]:
-    """Geometric-mean probability of each output's tokens given its prompt (length-normalised)."""
+    """Geometric-mean probability of each output's tokens given its prompt (length-normalised).
+
+    Batches are left-padded and only output positions are projected onto the vocabulary:
+    with Gemma's 262k vocabulary, logits for the prompt tokens would dominate the cost.
+    """
     rows = encode(tok, [TrainExample(p, o) for p, o in zip(prompts, outputs, strict=True)], max_length=4096)
     collate = WeightedCollator(tok.pad_token_id)
     scores: list[float] = []
     model.eval()
     for start in tqdm(range(0, len(rows), batch_size), desc=desc, unit="batch"):
         batch = collate(rows[start : start + batch_size])
+        labels = batch.pop("labels")
+        batch.pop("weight")
+        keep = scored_positions(labels)
         with torch.inference_mode():
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        nll, tokens = example_nll(logits, batch["labels"])
+            out = model(**batch, logits_to_keep=keep)
+        nll, tokens = example_nll(out.logits, labels[:, -keep:])
         scores.extend(torch.exp(-nll / tokens.clamp(min=1)).tolist())
     return scores
 
@@ -78,7 +85,7 @@ def judge_confidence(
             texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
         )
         with torch.inference_mode():
-            logits = model(**enc).logits[:, -1, :].float()
+            logits = model(**enc, logits_to_keep=1).logits[:, -1, :].float()
         pair = torch.softmax(logits[:, [yes, no]], dim=-1)
         scores.extend(pair[:, 0].tolist())
     return scores

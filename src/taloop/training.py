@@ -70,6 +70,9 @@ def encode(tok: Any, examples: Sequence[TrainExample], max_length: int) -> list[
 
 @dataclass
 class WeightedCollator:
+    """Left-pads, so every completion ends at the last position: the loss then needs logits
+    for the last ``scored_positions`` only (see :func:`scored_positions`)."""
+
     pad_token_id: int
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
@@ -79,11 +82,17 @@ class WeightedCollator:
         attention = torch.zeros((len(rows), width), dtype=torch.long)
         for i, r in enumerate(rows):
             n = len(r["input_ids"])
-            input_ids[i, :n] = torch.tensor(r["input_ids"])
-            labels[i, :n] = torch.tensor(r["labels"])
-            attention[i, :n] = 1
+            input_ids[i, width - n :] = torch.tensor(r["input_ids"])
+            labels[i, width - n :] = torch.tensor(r["labels"])
+            attention[i, width - n :] = 1
         weight = torch.tensor([float(r["weight"]) for r in rows], dtype=torch.float32)
         return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "weight": weight}
+
+
+def scored_positions(labels: torch.Tensor) -> int:
+    """How many trailing positions of a left-padded batch need logits: the longest completion,
+    plus one (the logit predicting a token sits one position before it)."""
+    return int((labels != -100).sum(dim=1).max()) + 1
 
 
 def example_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,8 +139,11 @@ def _trainer_class() -> type:
         ) -> Any:
             weight = inputs.pop("weight")
             labels = inputs.pop("labels")
-            outputs = model(**inputs, use_cache=False)
-            loss = weighted_loss(outputs.logits, labels, weight)
+            # Projecting only completion positions onto the vocabulary skips most of the
+            # lm_head work (prompts are longer than rationales here).
+            keep = scored_positions(labels)
+            outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
+            loss = weighted_loss(outputs.logits, labels[:, -keep:], weight)
             return (loss, outputs) if return_outputs else loss
 
     return WeightedSFTTrainer

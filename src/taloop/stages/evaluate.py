@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 
-from taloop import data, logs, paths
-from taloop.config import load_params
+from taloop import data, paths
 from taloop.evaluation import predict, summarise
 from taloop.io import read_json, read_jsonl, write_json, write_jsonl
+from taloop.stages._variant import start
 
 log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> None:
-    logs.setup()
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("variant")
-    variant = parser.parse_args(argv).variant
-    params = load_params(paths.PARAMS)
+    variant, params = start(__doc__, argv)
     baseline_rows = None
     if variant != params.baseline:
         ours = read_json(paths.stage2_metrics(variant))["teacher_data_fingerprint"]

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 
-from taloop import data, logs, paths
-from taloop.config import load_params
+from taloop import data, paths
 from taloop.io import read_jsonl, write_json
 from taloop.schedule import plan_variant, settings, teacher_data_fingerprint
+from taloop.stages._variant import start
 from taloop.training import train_lora
 
 log = logging.getLogger(__name__)
 
 
 def main(argv: list[str] | None = None) -> None:
-    logs.setup()
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("variant")
-    variant = parser.parse_args(argv).variant
-    params = load_params(paths.PARAMS)
-    if variant not in params.variants:
-        raise SystemExit(f"variants: no variant named {variant!r}; defined: {', '.join(params.variants)}")
+    variant, params = start(__doc__, argv)
     responses = data.responses()
     signals = {(r["id"], r["sample"]): r for r in read_jsonl(paths.SIGNALS)}
     plan = plan_variant(params, variant, responses, signals, data.prompts(params))
