@@ -191,9 +191,6 @@ class SignalsConfig(_Section):
     )
 
 
-SIGNAL_NAMES = ("self_consistency", "ta_student", "ta_teacher")
-
-
 class VariantSpec(_Section):
     schedule: Literal["one_stage", "two_stage"] = Field(
         description="train once on all data, or warm up first"
