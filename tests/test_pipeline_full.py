@@ -34,12 +34,7 @@ def test_every_variant_is_evaluated_against_the_baseline(tiny_run: Path) -> None
     for variant in ("ft", "two_stage", "ta_loop", "oracle"):
         metrics = _json(tiny_run / f"metrics/eval/{variant}.json")
         assert 0 <= metrics["ci_low"] <= metrics["accuracy"] <= metrics["ci_high"] <= 1
-        assert set(metrics["per_task"]) == {
-            "gsm_symbolic",
-            "leg_counting",
-            "syllogism",
-            "family_relationships",
-        }
+        assert set(metrics["per_task"]) == TASKS
         assert 0 <= metrics["vs_baseline"]["p_value"] <= 1
         predictions = (tiny_run / f"data/predictions/{variant}.jsonl").read_text().splitlines()
         assert len(predictions) == metrics["n"] == 12
