@@ -1,12 +1,18 @@
-"""End to end on tiny in-process models: every stage, every default variant, then a
-stage2-only experiment that must not rerun anything upstream of train_stage2."""
+"""End to end on tiny in-process models: every stage, every default variant, the report, a
+stage2-only experiment that must not rerun anything upstream of train_stage2, and a budget
+experiment compared with the first run."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from taloop.config import load_params
 
@@ -73,3 +79,101 @@ def test_stage2_experiment_reruns_nothing_upstream(tiny_run: Path) -> None:
         assert f"'{stage}' didn't change" in out, out
     assert "Running stage 'train_stage2@ta_loop'" in out
     assert "Running stage 'score_signals'" not in out
+
+
+def _matches(shown: str, value: float, scale: float = 100.0) -> bool:
+    """``shown`` is ``value`` (times ``scale``) rounded to the decimals it displays."""
+    text = shown.strip().replace("\N{MINUS SIGN}", "-").rstrip("%").lstrip("$")
+    decimals = len(text.split(".")[1]) if "." in text else 0
+    return abs(float(text) - scale * value) <= 0.5 * 10**-decimals + 1e-9
+
+
+def _ablation_rows(report: str) -> tuple[list[str], list[list[str]]]:
+    lines = report.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| variant |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2 :]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return header, rows
+
+
+@pytest.mark.slow
+def test_report_numbers_equal_the_metrics_they_came_from(tiny_run: Path) -> None:
+    report = (tiny_run / "reports/report.md").read_text()
+    teacher = _json(tiny_run / "metrics/teacher.json")
+    header, rows = _ablation_rows(report)
+    tasks = header[1 : header.index("mean")]
+    assert set(tasks) == TASKS
+    assert [r[0].removesuffix(" (uses gold)") for r in rows] == ["ft", "two_stage", "ta_loop", "oracle"]
+    for row in rows:
+        cells = dict(zip(header, row, strict=True))
+        metrics = _json(tiny_run / f"metrics/eval/{row[0].removesuffix(' (uses gold)')}.json")
+        for task in tasks:
+            assert _matches(cells[task], metrics["per_task"][task]), (task, cells[task])
+        assert _matches(cells["mean"], metrics["accuracy"])
+        correct, n = map(int, cells["correct"].split("/"))
+        assert n == metrics["n"] and correct / n == pytest.approx(metrics["accuracy"])
+        lo, hi = cells["95% CI"].split(" to ")
+        assert _matches(lo, metrics["ci_low"]) and _matches(hi, metrics["ci_high"])
+        assert _matches(cells["teacher USD"], teacher["usd_value"], scale=1.0)
+        if metrics["variant"] == "ft":
+            continue
+        cmp = metrics["vs_baseline"]
+        assert _matches(cells["p"], cmp["p_value"], scale=1.0)
+        rel = cells["relative vs ft (95% CI)"]
+        if cmp["relative_improvement"] is not None:
+            shown, ci = rel.split(" (")
+            assert _matches(shown, cmp["relative_improvement"])
+            lo, hi = ci.rstrip(")").split(" to ")
+            assert _matches(lo, cmp["relative_ci_low"]) and _matches(hi, cmp["relative_ci_high"])
+    spend = next(line for line in report.splitlines() if line.startswith("| teacher spend |"))
+    assert f"for {teacher['replies']} replies" in spend
+    assert _matches(spend.split("|")[2].split()[0], teacher["usd_value"], scale=1.0)
+    summary = _json(tiny_run / "metrics/summary.json")
+    for variant, text in summary["verdicts"].items():
+        assert f"- {text}" in report
+        assert f"p = {_json(tiny_run / f'metrics/eval/{variant}.json')['vs_baseline']['p_value']:.3f}" in text
+
+
+def _chromium() -> str | None:
+    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+
+
+@pytest.mark.slow
+def test_report_html_is_self_contained_and_renders(tiny_run: Path, tmp_path: Path) -> None:
+    page = tiny_run / "reports/report.html"
+    html = page.read_text()
+    assert "http://" not in html and "https://" not in html
+    assert 'src="figures/' not in html and html.count("data:image/png;base64,") == 7
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide chromium (.ci/run installs Debian's package)")
+        pytest.skip("chromium not installed")
+    shot = tmp_path / "report.png"
+    subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         "--window-size=1200,2400", f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, timeout=120, check=True,
+    )  # fmt: skip
+    with Image.open(shot) as img:
+        gray = np.asarray(img.convert("L"))
+    assert gray.shape == (2400, 1200)
+    # text, tables and figures: a blank or error page is almost entirely one colour
+    assert (gray < 200).mean() > 0.01
+
+
+@pytest.mark.slow
+def test_compare_draws_a_line_per_variant_across_budgets(tiny_run: Path) -> None:
+    run(tiny_run, "dvc", "exp", "run", "-S", "budget.queries=24")
+    run(tiny_run, "taloop", "compare")
+    result = _json(tiny_run / "reports/compare.json")
+    budget = result["series"]["budget"]
+    assert set(budget) == {"ft", "two_stage", "ta_loop", "oracle"}
+    for points in budget.values():
+        assert [x for x, _ in points] == [16.0, 24.0]
+    html = (tiny_run / "reports/compare.html").read_text()
+    assert html.count("data:image/png;base64,") == 2 and "https://" not in html

@@ -1,15 +1,17 @@
-"""`taloop` command line: validate params, apply profiles."""
+"""`taloop` command line: validate params, apply profiles, compare experiments."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
 
-from taloop import logs
+from taloop import logs, paths
 from taloop.config import ConfigError, load_params
 from taloop.profiles import apply_profile
+from taloop.reporting.compare import exp_show, runs_from_exp_show, write_compare
 
 log = logging.getLogger("taloop")
 
@@ -23,6 +25,14 @@ def main(argv: list[str] | None = None) -> int:
     profile = sub.add_parser("profile", help="merge profiles/<name>.yaml into params.yaml")
     profile.add_argument("name")
     profile.add_argument("--params", default="params.yaml")
+    compare = sub.add_parser("compare", help="accuracy vs budget and error rate across dvc experiments")
+    compare.add_argument("--out", default=str(paths.COMPARE_HTML), help="HTML file to write")
+    compare.add_argument(
+        "--all-commits", action="store_true", help="experiments of every commit, not just HEAD"
+    )
+    compare.add_argument(
+        "--exp-show-json", type=Path, help="saved `dvc exp show --json` output to read instead"
+    )
     args = parser.parse_args(argv)
     try:
         if args.command == "validate":
@@ -31,7 +41,15 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "profile":
             apply_profile(args.name, Path(args.params))
             log.info("applied profile %s to %s", args.name, args.params)
-    except (ConfigError, FileNotFoundError) as err:
+        elif args.command == "compare":
+            payload = (
+                json.loads(args.exp_show_json.read_text())
+                if args.exp_show_json
+                else exp_show(args.all_commits)
+            )
+            result = write_compare(runs_from_exp_show(payload), Path(args.out))
+            log.info("compared %d experiments: %s", len(result["experiments"]), args.out)
+    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
         log.error("%s", err)
         return 1
     return 0

@@ -37,3 +37,12 @@ def predictions(variant: str) -> Path:
 
 def eval_metrics(variant: str) -> Path:
     return METRICS / "eval" / f"{variant}.json"
+
+
+REPORTS = Path("reports")
+REPORT_MD = REPORTS / "report.md"
+REPORT_HTML = REPORTS / "report.html"
+FIGURES = REPORTS / "figures"
+COMPARE_HTML = REPORTS / "compare.html"
+SUMMARY = METRICS / "summary.json"
+PLOT_DATA = METRICS / "plots"

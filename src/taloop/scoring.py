@@ -128,17 +128,24 @@ def score(
     return rows
 
 
+# Each signal, the column holding it, and the gold-judged column it should flag when low.
+FLAG_SIGNALS: dict[str, tuple[str, str]] = {
+    "ta_teacher_likelihood": ("ta_like_teacher", "teacher_correct"),
+    "ta_teacher_judge": ("ta_judge_teacher", "teacher_correct"),
+    "self_consistency": ("sc", "student_correct"),
+    "ta_student_likelihood": ("ta_like_student", "student_correct"),
+    "ta_student_judge": ("ta_judge_student", "student_correct"),
+}
+
+
 def signal_metrics(rows: Sequence[dict[str, Any]], scorer: str) -> dict[str, Any]:
     """ROC-AUC of each signal at flagging wrong outputs, against gold (a labelled diagnostic)."""
     scored = [r for r in rows if "sc" in r]
     teacher_wrong = [not r["teacher_correct"] for r in scored]
     student_wrong = [not r["student_correct"] for r in scored]
     auc = {
-        "ta_teacher_likelihood": flag_auc(teacher_wrong, [r["ta_like_teacher"] for r in scored]),
-        "ta_teacher_judge": flag_auc(teacher_wrong, [r["ta_judge_teacher"] for r in scored]),
-        "self_consistency": flag_auc(student_wrong, [r["sc"] for r in scored]),
-        "ta_student_likelihood": flag_auc(student_wrong, [r["ta_like_student"] for r in scored]),
-        "ta_student_judge": flag_auc(student_wrong, [r["ta_judge_student"] for r in scored]),
+        name: flag_auc([not r[target] for r in scored], [r[column] for r in scored])
+        for name, (column, target) in FLAG_SIGNALS.items()
     }
     return {
         "diagnostic_uses_gold": True,

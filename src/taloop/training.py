@@ -210,7 +210,8 @@ def train_lora(
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=False,
     )
-    live = Live(dir=str(live_dir), save_dvc_exp=False, report=None)
+    # dvcyaml=False: dvc.yaml declares the plots itself; dvclive must not append to it.
+    live = Live(dir=str(live_dir), save_dvc_exp=False, report=None, dvcyaml=False)
     trainer = _trainer_class()(
         model=model,
         args=args,

@@ -1,0 +1,89 @@
+"""The report stage end to end: tracked files in; summary, plot data, figures and documents out."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from taloop import data, paths
+from taloop.config import Params
+from taloop.io import atomic_write_text, read_json, read_jsonl, write_json
+from taloop.reporting import diagnostics, figures
+from taloop.reporting.document import markdown, to_html
+from taloop.reporting.summary import build_summary
+
+FLAGGED_PER_TASK = 2
+
+
+def flagged_replies(
+    rows: Sequence[Mapping[str, Any]], per_task: int = FLAGGED_PER_TASK
+) -> list[dict[str, Any]]:
+    """The teacher replies the TA trusted least in each task, with question and gold answer
+    (per task, because TA confidence levels differ more between tasks than within one)."""
+    by_id = {ex.id: ex for ex in data.examples("train")}
+    lowest = [
+        r
+        for task in sorted({r["task"] for r in rows})
+        for r in sorted((r for r in rows if r["task"] == task), key=lambda r: r["ta_conf_teacher"])[:per_task]
+    ]
+    return [
+        {
+            "id": r["id"],
+            "task": r["task"],
+            "question": by_id[r["id"]].question,
+            "teacher_answer": r["teacher_answer"],
+            "gold": by_id[r["id"]].gold,
+            "ta_confidence": r["ta_conf_teacher"],
+            "teacher_correct": r["teacher_correct"],
+        }
+        for r in lowest
+    ]
+
+
+def _write_plot_data(name: str, records: list[dict[str, Any]]) -> None:
+    write_json(paths.PLOT_DATA / f"{name}.json", records)
+
+
+def build(params: Params) -> dict[str, Any]:
+    variants = [params.baseline, *params.compare]
+    evals = {v: read_json(paths.eval_metrics(v)) for v in variants}
+    summary = build_summary(params, evals, read_json(paths.TEACHER_METRICS), read_json(paths.SIGNAL_METRICS))
+    write_json(paths.SUMMARY, summary)
+
+    rows = [r for r in read_jsonl(paths.SIGNALS) if "sc" in r]
+    acc = diagnostics.accuracy_records(summary["variants"])
+    rocs = diagnostics.roc_records(rows)
+    reliability = diagnostics.reliability_records(rows)
+    sc = diagnostics.self_consistency_records(rows)
+    cost = diagnostics.cost_records(data.responses(), params.teacher.price)
+    curves = diagnostics.training_curves(paths.TRAIN_CURVES, ["warmup", *(f"stage2_{v}" for v in variants)])
+
+    # Stale files from an earlier run (e.g. a signal that now has one class) must not linger.
+    shutil.rmtree(paths.PLOT_DATA, ignore_errors=True)
+    _write_plot_data("accuracy", acc)
+    _write_plot_data("reliability", reliability)
+    _write_plot_data("self_consistency", sc)
+    _write_plot_data("cost", cost)
+    for whose, by_signal in rocs.items():
+        for signal, points in by_signal.items():
+            _write_plot_data(f"roc_wrong_{whose}/{signal}", points)
+    for run, points in curves.items():
+        _write_plot_data(f"train_loss/{run}", points)
+
+    shutil.rmtree(paths.FIGURES, ignore_errors=True)
+    drawn = {
+        "accuracy": figures.accuracy(acc, params.baseline),
+        "roc": figures.roc(rocs),
+        "ta_confidence": figures.confidence_histogram(rows),
+        "self_consistency": figures.self_consistency(sc),
+        "reliability": figures.reliability(reliability),
+        "training": figures.training(curves),
+        "cost": figures.cost(cost),
+    }
+    for name, fig in drawn.items():
+        figures.save(fig, paths.FIGURES / f"{name}.png")
+    md_text = markdown(summary, flagged_replies(rows), list(drawn))
+    atomic_write_text(paths.REPORT_MD, md_text)
+    atomic_write_text(paths.REPORT_HTML, to_html(md_text, paths.REPORTS))
+    return summary

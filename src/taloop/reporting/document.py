@@ -1,0 +1,191 @@
+"""report.md from the summary and diagnostics, and a self-contained report.html from it
+(figures inlined as data URIs, no external references)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from markdown_it import MarkdownIt
+
+from taloop.reporting.verdict import pct
+
+FIGURES = {
+    "accuracy": "Test accuracy by variant",
+    "roc": "How well each signal flags wrong answers (ROC, against gold)",
+    "ta_confidence": "TA confidence in correct and wrong teacher replies",
+    "self_consistency": "Student self-consistency against student correctness",
+    "reliability": "Reliability of the TA's confidence in the teacher",
+    "training": "Training curves",
+    "cost": "Teacher cost breakdown",
+}
+
+
+def _cell(text: object) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _acc(x: float) -> str:
+    return f"{100 * x:.1f}"
+
+
+def usd(x: float) -> str:
+    return f"${x:.4f}"
+
+
+def run_card_table(run: Mapping[str, Any], teacher_accuracy: float | None) -> str:
+    t = run["teacher"]
+    teacher = f"{t['model']} ({t['backend']} backend, prompt {t['prompt_template']})"
+    if t["simulated"]:
+        acc = f"; {pct(teacher_accuracy)} of its replies are correct" if teacher_accuracy is not None else ""
+        teacher += f": SIMULATED offline teacher, not a real LLM{acc}"
+    budget, spend = run["budget"], run["spend"]
+    cap = "none" if budget["usd"] is None else usd(budget["usd"])
+    rows = [
+        ("student", run["student"]),
+        ("teaching assistant", f"{run['ta']} ({run['ta_scorer']} scorer)"),
+        ("teacher", teacher),
+        ("budget", f"{budget['queries']} teacher queries; USD cap {cap}"),
+        (
+            "teacher spend",
+            f"{usd(spend['usd_value'])} for {spend['replies']} replies "
+            f"({usd(spend['usd_spent_this_run'])} new this run, {spend['cache_hits']} from the cache)",
+        ),
+        ("seeds", ", ".join(f"{k} {v}" for k, v in run["seeds"].items())),
+        ("git revision", run["git_revision"] or "unknown (not a git checkout)"),
+        ("experiment", run["experiment"]),
+        ("params hash", run["params_hash"]),
+    ]
+    return table(["field", "value"], rows)
+
+
+def ablation_table(summary: Mapping[str, Any]) -> str:
+    base = summary["baseline"]
+    variants = summary["variants"]
+    tasks = sorted(next(iter(variants.values()))["per_task"])
+    rows = []
+    for name, v in variants.items():
+        if name == base:
+            rel, p = "(baseline)", ""
+        elif v["relative_improvement"] is None:
+            rel, p = "undefined (baseline at 0%)", f"{v['p_value']:.3f}"
+        else:
+            ci = (
+                f" ({pct(v['relative_ci_low'])} to {pct(v['relative_ci_high'])})"
+                if v["relative_ci_low"] is not None
+                else ""
+            )
+            rel, p = pct(v["relative_improvement"]) + ci, f"{v['p_value']:.3f}"
+        label = f"{name} (uses gold)" if v["uses_gold"] else name
+        rows.append([
+            label, *(_acc(v["per_task"][t]) for t in tasks), _acc(v["accuracy"]), f"{v['correct']}/{v['n']}",
+            f"{_acc(v['ci_low'])} to {_acc(v['ci_high'])}", rel, p, usd(v["teacher_usd"]),
+        ])  # fmt: skip
+    header = [
+        "variant",
+        *tasks,
+        "mean",
+        "correct",
+        "95% CI",
+        f"relative vs {base} (95% CI)",
+        "p",
+        "teacher USD",
+    ]
+    return table(header, rows)
+
+
+def signals_table(signals: Mapping[str, Any]) -> str:
+    rows = [
+        (
+            name,
+            "teacher" if name.startswith("ta_teacher") else "student",
+            "n/a" if auc is None else f"{auc:.3f}",
+        )
+        for name, auc in signals["auc_all"].items()
+    ]
+    return table(["signal", "flags wrong answers of the", "ROC-AUC"], rows)
+
+
+def flagged_table(flagged: Sequence[Mapping[str, Any]]) -> str:
+    rows = [
+        (
+            f["task"],
+            f["question"] if len(f["question"]) <= 160 else f["question"][:157] + "...",
+            f["teacher_answer"],
+            f["gold"],
+            f"{f['ta_confidence']:.3f}",
+            "yes" if f["teacher_correct"] else "no",
+        )
+        for f in flagged
+    ]
+    return table(
+        ["task", "question", "teacher answer", "gold answer", "TA confidence", "teacher right?"], rows
+    )
+
+
+def markdown(summary: Mapping[str, Any], flagged: Sequence[Mapping[str, Any]], figures: Sequence[str]) -> str:
+    run = summary["run"]
+    base = summary["baseline"]
+    parts = [
+        "# taloop report",
+        "Every number below is read from the tracked metrics (metrics/summary.json, built from "
+        "metrics/eval/*.json, metrics/teacher.json and metrics/signals.json). Accuracies are "
+        "percentages of the test split; CIs are task-stratified bootstrap intervals and p-values "
+        f"paired bootstrap tests against {base}.",
+        "## Verdict",
+        "\n".join(f"- {text}" for text in summary["verdicts"].values()) or f"- Only {base} was run.",
+    ]
+    if run["teacher"]["simulated"]:
+        parts.append(
+            "The teacher is simulated: these results show the pipeline's behaviour with a known "
+            "error rate, not how a real teacher LLM would do."
+        )
+    parts += [
+        "## Run card",
+        run_card_table(run, summary["teacher"]["accuracy_vs_gold"]),
+        "## Ablation",
+        ablation_table(summary),
+        "## Signals",
+        "ROC-AUC of each signal at flagging wrong answers on the stage-2 teacher data "
+        "(0.5 is chance; judged against gold, a diagnostic the method itself never sees).",
+        signals_table(summary["signals"]),
+        "## Teacher replies the TA flagged",
+        "The replies the TA trusted least in each task, with the gold answer beside them.",
+        flagged_table(flagged) if flagged else "No scored replies.",
+        "## Figures",
+    ]
+    parts += [f"### {FIGURES[name]}\n\n![{name}](figures/{name}.png)" for name in figures]
+    return "\n\n".join(parts) + "\n"
+
+
+_STYLE = """
+body { font-family: sans-serif; max-width: 1100px; margin: 2em auto; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #ccc; padding: 4px 8px; text-align: left; }
+img { max-width: 100%; }
+"""
+
+
+def to_html(md_text: str, base_dir: Path, title: str = "taloop report") -> str:
+    """Render the markdown and inline every image it references (relative to ``base_dir``)."""
+    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(md_text)
+
+    def inline(match: re.Match[str]) -> str:
+        data = base64.b64encode((base_dir / html.unescape(match.group(1))).read_bytes()).decode()
+        return f'src="data:image/png;base64,{data}"'
+
+    body = re.sub(r'src="([^"]+\.png)"', inline, body)
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_STYLE}</style></head>\n<body>\n{body}</body></html>\n"
+    )

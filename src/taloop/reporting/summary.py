@@ -1,0 +1,113 @@
+"""metrics/summary.json: the run card and the ablation table, built only from tracked files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+from collections.abc import Mapping
+from typing import Any
+
+from taloop.config import Params
+from taloop.reporting.verdict import verdict
+
+
+def params_hash(params: Params) -> str:
+    """Short hash of the resolved params: two runs share it only if every setting matches."""
+    blob = json.dumps(params.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def git_revision() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, timeout=30
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None
+
+
+def run_card(params: Params, teacher: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "student": params.student.model,
+        "ta": params.ta.model,
+        "ta_scorer": params.ta.scorer,
+        "teacher": {
+            "backend": params.teacher.backend,
+            "model": params.teacher.model,
+            "simulated": bool(teacher["simulated"]),
+            "prompt_template": params.teacher.prompt_template,
+        },
+        "budget": {"queries": params.budget.queries, "usd": params.budget.usd},
+        "spend": {
+            "replies": teacher["replies"],
+            "usd_value": teacher["usd_value"],
+            "usd_spent_this_run": teacher["usd_spent"],
+            "cache_hits": teacher["cache_hits"],
+        },
+        "seeds": {
+            "data": params.data.seed,
+            "teacher": params.teacher.seed,
+            "purchase_order": params.budget.order_seed,
+            "warmup": params.warmup.seed,
+            "signals": params.signals.seed,
+            "stage2": params.stage2.seed,
+            "eval": params.eval.seed,
+        },
+        "git_revision": git_revision(),
+        # dvc exp run names the experiment in DVC_EXP_NAME; a plain dvc repro has none.
+        "experiment": os.environ.get("DVC_EXP_NAME") or "workspace",
+        "params_hash": params_hash(params),
+    }
+
+
+def variant_row(metrics: Mapping[str, Any], teacher_usd: float) -> dict[str, Any]:
+    cmp = metrics["vs_baseline"]
+    return {
+        "description": metrics["description"],
+        "uses_gold": metrics["uses_gold"],
+        "n": metrics["n"],
+        "correct": round(metrics["accuracy"] * metrics["n"]),
+        "accuracy": metrics["accuracy"],
+        "ci_low": metrics["ci_low"],
+        "ci_high": metrics["ci_high"],
+        "per_task": dict(metrics["per_task"]),
+        "relative_improvement": cmp["relative_improvement"],
+        "relative_ci_low": cmp.get("relative_ci_low"),
+        "relative_ci_high": cmp.get("relative_ci_high"),
+        "p_value": cmp["p_value"],
+        "teacher_usd": teacher_usd,
+    }
+
+
+def build_summary(
+    params: Params,
+    evals: Mapping[str, Mapping[str, Any]],
+    teacher: Mapping[str, Any],
+    signals: Mapping[str, Any],
+) -> dict[str, Any]:
+    """``evals`` maps each variant (baseline first) to its metrics/eval/<variant>.json."""
+    base = params.baseline
+    variants = {name: variant_row(m, teacher["usd_value"]) for name, m in evals.items()}
+    verdicts = {
+        name: verdict(name, base, m["vs_baseline"], m["uses_gold"])
+        for name, m in evals.items()
+        if name != base
+    }
+    return {
+        "run": run_card(params, teacher),
+        "baseline": base,
+        "variants": variants,
+        "verdicts": verdicts,
+        "signals": {k: v for k, v in signals.items() if k.startswith("auc_") or k.endswith("_rate")},
+        "teacher": {
+            "replies": teacher["replies"],
+            "unparsable": teacher["unparsable"],
+            "tokens_in": teacher["tokens_in"],
+            "tokens_out": teacher["tokens_out"],
+            "usd_value": teacher["usd_value"],
+            "accuracy_vs_gold": teacher.get("diagnostic_teacher_accuracy_vs_gold"),
+        },
+    }

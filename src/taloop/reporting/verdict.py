@@ -1,0 +1,52 @@
+"""Plain-language verdicts that never claim more than the paired bootstrap supports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+ALPHA = 0.05
+
+
+def pct(x: float, digits: int = 1) -> str:
+    """A share as a signed-where-needed percentage, using a true minus sign."""
+    return f"{100 * x:.{digits}f}%".replace("-", "\N{MINUS SIGN}")
+
+
+def _interval(low: float | None, high: float | None, unit: str = "") -> str:
+    if low is None or high is None:
+        return "no CI: the baseline scored 0 in every resample"
+    return f"95% CI {pct(low)} to {pct(high)}{unit}"
+
+
+def significant(cmp: Mapping[str, Any], alpha: float = ALPHA) -> bool:
+    """Significant only when the p-value and the CI of the difference agree, so the text
+    never calls a difference real while the interval still covers zero."""
+    excludes_zero = cmp["diff_ci_low"] > 0 or cmp["diff_ci_high"] < 0
+    return cmp["p_value"] < alpha and excludes_zero
+
+
+def verdict(variant: str, baseline: str, cmp: Mapping[str, Any], uses_gold: bool = False) -> str:
+    """One sentence (two for gold-using variants) on ``variant`` against ``baseline``."""
+    rel = cmp.get("relative_improvement")
+    if rel is None:  # baseline at 0%: a relative change is undefined, report points
+        size = f"{pct(abs(cmp['diff']))} points"
+        ci = _interval(cmp["diff_ci_low"], cmp["diff_ci_high"], " points")
+        change = cmp["diff"]
+    else:
+        size = f"{pct(abs(rel))} relative"
+        ci = _interval(cmp.get("relative_ci_low"), cmp.get("relative_ci_high"))
+        change = rel
+    p = f"p = {cmp['p_value']:.3f}"
+    if change == 0:
+        text = f"{variant} matched {baseline} exactly ({ci}; {p})."
+    else:
+        verb = "beat" if change > 0 else "trailed"
+        text = f"{variant} {verb} {baseline} by {size} ({ci}; {p}); "
+        if significant(cmp):
+            text += f"significant at the {pct(ALPHA, 0)} level."
+        else:
+            text += f"not significant at the {pct(ALPHA, 0)} level: this test set cannot tell them apart."
+    if uses_gold:
+        text += " It filters by gold answers, so it is a diagnostic upper bound, not a usable method."
+    return text
