@@ -1,4 +1,4 @@
-"""`taloop` command line: validate params, apply profiles, compare experiments."""
+"""`taloop` command line: validate params, apply profiles, estimate teacher cost, compare experiments."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from taloop import logs, paths
 from taloop.config import ConfigError, load_params
 from taloop.profiles import apply_profile
 from taloop.reporting.compare import exp_show, runs_from_exp_show, write_compare
+from taloop.teachers.planning import estimate_collection
 
 log = logging.getLogger("taloop")
 
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     compare.add_argument(
         "--exp-show-json", type=Path, help="saved `dvc exp show --json` output to read instead"
     )
+    estimate = sub.add_parser("estimate", help="what collect_teacher would buy and cost; sends nothing")
+    estimate.add_argument("params", nargs="?", default="params.yaml")
     args = parser.parse_args(argv)
     try:
         if args.command == "validate":
@@ -41,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "profile":
             apply_profile(args.name, Path(args.params))
             log.info("applied profile %s to %s", args.name, args.params)
+        elif args.command == "estimate":
+            sys.stdout.write(estimate_collection(load_params(args.params)) + "\n")
         elif args.command == "compare":
             payload = (
                 json.loads(args.exp_show_json.read_text())

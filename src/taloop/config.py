@@ -115,7 +115,9 @@ class PriceConfig(_Section):
 
 
 class TeacherConfig(_Section):
-    backend: Literal["simulated"] = Field(description="teacher implementation")
+    backend: Literal["simulated", "openai", "anthropic", "hf"] = Field(
+        description="simulated (offline), openai (or an OpenAI-compatible server), anthropic, hf (local)"
+    )
     model: str = Field(
         min_length=1, description="model name (recorded with every reply, part of the cache key)"
     )
@@ -128,6 +130,21 @@ class TeacherConfig(_Section):
     tokenizer: str = Field("smollm2-135m-instruct", description="tokenizer the simulated teacher counts with")
     price: PriceConfig
     cache_only: bool = Field(False, description="answer from the cache alone; fail naming what is missing")
+    base_url: str | None = Field(None, description="openai/anthropic: API root, e.g. a vLLM or Ollama server")
+    api_key_env: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the key (default OPENAI_API_KEY / ANTHROPIC_API_KEY)",
+    )
+    concurrency: int = Field(8, ge=1, le=1024, description="requests in flight at once")
+    requests_per_minute: int | None = Field(None, gt=0, description="optional client-side request rate limit")
+    tokens_per_minute: int | None = Field(
+        None, gt=0, description="optional client-side limit on prompt + max_tokens per minute"
+    )
+    max_retries: int = Field(4, ge=0, le=20, description="retries per request on 429/5xx/timeouts/drops")
+    timeout_s: float = Field(120.0, gt=0, description="per-request timeout in seconds")
+    batch_api: bool = Field(False, description="openai/anthropic: buy through the batch API (discounted)")
+    batch_poll_s: float = Field(30.0, gt=0, description="seconds between batch status polls")
 
     @field_validator("prompt_template")
     @classmethod
@@ -141,6 +158,10 @@ class BudgetConfig(_Section):
     queries: int = Field(gt=0, description="teacher replies in the run's data (equal for every variant)")
     usd: float | None = Field(None, gt=0, description="hard cap on USD spent by one collection")
     order_seed: int = Field(0, description="seed of the fixed, task-stratified purchase order")
+    stop_at_budget: bool = Field(
+        False,
+        description="if the USD upper bound exceeds budget.usd: buy what fits, then stop (else refuse)",
+    )
 
 
 class LoraConfig(_Section):
@@ -256,6 +277,10 @@ class Params(_Section):
             raise _KeyedError.one(
                 "signals.base_student",
                 f"must be true for one-stage variants with signals ({', '.join(needs_base)})",
+            )
+        if self.teacher.batch_api and self.teacher.backend not in ("openai", "anthropic"):
+            raise _KeyedError.one(
+                "teacher.batch_api", "only the openai and anthropic backends have batch APIs"
             )
         if self.teacher.backend == "simulated":
             user = [n for n, s in self.data.tasks.items() if s.source != "reasoning_gym"]

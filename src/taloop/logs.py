@@ -13,3 +13,7 @@ def setup() -> None:
     )
     # reasoning-gym and transformers warn about things we handle; keep the log readable.
     warnings.filterwarnings("ignore", category=UserWarning, module="reasoning_gym")
+    # One line per HTTP request from the API clients would bury the progress bar; their retry
+    # notices (openai/anthropic loggers) stay.
+    for name in ("httpx", "httpx2", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.WARNING)

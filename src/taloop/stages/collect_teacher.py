@@ -10,8 +10,10 @@ from taloop.io import read_jsonl, write_json, write_jsonl
 from taloop.manifest import build_manifest
 from taloop.tasks.base import Example
 from taloop.tasks.registry import get_task
+from taloop.teachers.base import TeacherFatalError
 from taloop.teachers.cache import ReplyCache, default_cache_dir
-from taloop.teachers.collect import collect, teacher_metrics
+from taloop.teachers.collect import CacheMissError, collect, teacher_metrics
+from taloop.teachers.estimate import OverBudgetError
 from taloop.teachers.factory import make_teacher
 
 log = logging.getLogger(__name__)
@@ -23,8 +25,19 @@ def main() -> None:
     pool = [Example.from_row(r) for r in read_jsonl(paths.split_file("train"))]
     tasks = {name: get_task(name, spec) for name, spec in params.data.tasks.items()}
     cache = ReplyCache(default_cache_dir())
-    result, ledger = collect(params, pool, make_teacher(params), cache, tasks)
+    try:
+        result, ledger = collect(params, pool, make_teacher(params), cache, tasks)
+    except (TeacherFatalError, OverBudgetError, CacheMissError) as err:
+        raise SystemExit(f"collect_teacher: {err}") from None
     metrics = teacher_metrics(params, result, ledger)
+    if result.failed:
+        for line in result.failed[:20]:
+            log.error("failed: %s", line)
+        raise SystemExit(
+            f"collect_teacher: {len(result.failed)} replies failed after "
+            f"{params.teacher.max_retries} retries each; the {metrics['queries_sent']} bought this run "
+            f"are cached (USD {metrics['usd_spent']:.4f}), so a rerun buys only the failed ones"
+        )
     write_jsonl(paths.RESPONSES, result.rows)
     write_json(paths.TEACHER_METRICS, metrics)
     seeds = {"teacher.seed": params.teacher.seed, "budget.order_seed": params.budget.order_seed}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -14,6 +15,7 @@ class TeacherRequest:
     example: Example
     prompt: str
     sample: int
+    key: str = ""  # the cache key: also sent as Idempotency-Key, so a server may dedupe retries
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,14 @@ class TeacherReply:
     input_tokens: int
     output_tokens: int
     meta: dict[str, Any] = field(default_factory=dict)
+
+
+class TeacherCallError(RuntimeError):
+    """A request that still failed after the bounded retries; the item stays unbought."""
+
+
+class TeacherFatalError(RuntimeError):
+    """A failure no other item would escape (bad key, unknown model): stop the whole run."""
 
 
 class Teacher(Protocol):
@@ -33,9 +43,25 @@ class Teacher(Protocol):
         (temperature, max_tokens, ...): part of the cache key."""
         ...
 
-    def count_tokens(self, text: str) -> int: ...
+    def count_tokens(self, text: str) -> int:
+        """Prompt tokens, or an upper bound on them where the teacher's tokenizer is unknown."""
+        ...
 
-    def query(self, request: TeacherRequest) -> TeacherReply: ...
+    async def aquery(self, request: TeacherRequest) -> TeacherReply:
+        """One reply; raises TeacherCallError (item failed) or TeacherFatalError (stop)."""
+        ...
+
+
+def api_key(env_name: str) -> str:
+    """The key from the environment, checked before anything is sent. Keys are never
+    taken from params files, so they cannot reach dvc.lock, the cache or any output."""
+    key = os.environ.get(env_name, "").strip()
+    if not key:
+        raise TeacherFatalError(
+            f"teacher: environment variable {env_name} is not set; export it (or name another "
+            "variable in teacher.api_key_env) before running collect_teacher"
+        )
+    return key
 
 
 def price_usd(input_tokens: int, output_tokens: int, price: PriceConfig, batch: bool = False) -> float:

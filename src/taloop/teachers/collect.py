@@ -1,11 +1,13 @@
 """Buy teacher replies for a fixed, task-stratified prefix of the train pool.
 
-Every planned reply is looked up in the cache first (free); the rest are bought one at a
-time under the budget ledger, each made durable in the cache before it counts.
+Every planned reply is looked up in the cache first (free); the rest are bought
+concurrently (or as one batch) under the budget ledger, each made durable in the cache
+before it counts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -17,9 +19,13 @@ from taloop.config import Params
 from taloop.tasks.base import Example, Task
 from taloop.tasks.prompts import render
 from taloop.tasks.splits import stratified_order
-from taloop.teachers.base import Teacher, TeacherReply, TeacherRequest, price_usd
-from taloop.teachers.budget import BudgetExhausted, Ledger
+from taloop.teachers.base import Teacher, TeacherCallError, TeacherReply, TeacherRequest, price_usd
+from taloop.teachers.batch import BatchState
+from taloop.teachers.budget import BudgetExhausted, Ledger, Reservation
 from taloop.teachers.cache import ReplyCache, cache_key
+from taloop.teachers.estimate import check_affordable, estimate
+from taloop.teachers.estimate import render as render_estimate
+from taloop.teachers.limits import RateLimiter
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +46,7 @@ class Collection:
     cache_hits: int = 0
     unbought: int = 0
     stop_reason: str | None = None
+    failed: list[str] = field(default_factory=list)  # "id#sample: reason" after bounded retries
 
 
 def plan_queries(params: Params, pool: list[Example], teacher: Teacher) -> list[PlannedQuery]:
@@ -51,7 +58,7 @@ def plan_queries(params: Params, pool: list[Example], teacher: Teacher) -> list[
         prompt = render(cfg.prompt_template, question=ex.question)
         for sample in range(cfg.samples):
             key = cache_key(teacher.backend, teacher.model, prompt, settings, sample)
-            planned.append(PlannedQuery(TeacherRequest(ex, prompt, sample), key))
+            planned.append(PlannedQuery(TeacherRequest(ex, prompt, sample, key), key))
             if len(planned) == params.budget.queries:
                 return planned
     return planned
@@ -85,45 +92,149 @@ def reply_row(params: Params, query: PlannedQuery, reply: TeacherReply, task: Ta
         "correct": task.is_correct(answer, ex),
         "input_tokens": reply.input_tokens,
         "output_tokens": reply.output_tokens,
-        "usd": price_usd(reply.input_tokens, reply.output_tokens, params.teacher.price),
+        "usd": price_usd(
+            reply.input_tokens, reply.output_tokens, params.teacher.price, batch=params.teacher.batch_api
+        ),
         "meta": reply.meta,
     }
 
 
+def upper_usd(params: Params, teacher: Teacher, request: TeacherRequest) -> float:
+    """The most a request can cost: its prompt (or a bound on it) plus max_tokens out."""
+    cfg = params.teacher
+    return price_usd(teacher.count_tokens(request.prompt), cfg.max_tokens, cfg.price, batch=cfg.batch_api)
+
+
 def collect(
+    params: Params, pool: list[Example], teacher: Teacher, cache: ReplyCache, tasks: dict[str, Task]
+) -> tuple[Collection, Ledger]:
+    """Replies for the planned queries, in plan order: cached ones free, the rest bought
+    (``teacher.concurrency`` in flight, or one batch) under the ledger."""
+    return asyncio.run(_collect(params, pool, teacher, cache, tasks))
+
+
+async def _collect(
     params: Params, pool: list[Example], teacher: Teacher, cache: ReplyCache, tasks: dict[str, Task]
 ) -> tuple[Collection, Ledger]:
     cfg = params.teacher
     planned = plan_queries(params, pool, teacher)
     if cfg.cache_only:
         check_cache_only(planned, cache)
+    replies: list[TeacherReply | None] = [cache.get(q.key) for q in planned]
+    todo = [i for i, reply in enumerate(replies) if reply is None]
+    est = estimate(params, teacher, [planned[i].request for i in todo], len(planned))
+    log.info("%s", render_estimate(est, teacher.backend, teacher.model))
+    check_affordable(params, est)
     ledger = Ledger(params.budget.queries, params.budget.usd)
-    result = Collection()
-    for i, query in enumerate(tqdm(planned, desc="teacher", unit="reply")):
-        reply = cache.get(query.key)
+    result = Collection(cache_hits=len(planned) - len(todo))
+    buyer = _Buyer(params, teacher, cache, ledger, result, replies)
+    if cfg.batch_api and todo:
+        await buyer.batch(planned, todo)
+    elif todo:
+        await buyer.one_by_one(planned, todo)
+    for query, reply in zip(planned, replies, strict=True):
         if reply is not None:
-            result.cache_hits += 1
-        else:
-            upper = price_usd(teacher.count_tokens(query.request.prompt), cfg.max_tokens, cfg.price)
-            try:
-                reservation = ledger.reserve(upper)
-            except BudgetExhausted as err:
-                result.stop_reason = str(err)
-                result.unbought = len(planned) - i
-                log.warning("stopped buying: %s; %d planned replies not bought", err, result.unbought)
-                break
-            try:
-                reply = teacher.query(query.request)
-            except BaseException:
-                ledger.release(reservation)
-                raise
-            usd = price_usd(reply.input_tokens, reply.output_tokens, cfg.price)
-            record = {"model": teacher.model, "prompt_template": cfg.prompt_template, "usd": usd}
-            cache.put(query.key, reply, record)
-            ledger.settle(reservation, usd)
-        task = tasks[query.request.example.task]
-        result.rows.append(reply_row(params, query, reply, task, teacher))
+            task = tasks[query.request.example.task]
+            result.rows.append(reply_row(params, query, reply, task, teacher))
     return result, ledger
+
+
+class _Buyer:
+    """Buys the planned queries at ``todo`` indices into ``replies``; each reply is durable
+    in the cache before its spend is settled, so a kill loses at most what is in flight."""
+
+    def __init__(
+        self,
+        params: Params,
+        teacher: Teacher,
+        cache: ReplyCache,
+        ledger: Ledger,
+        result: Collection,
+        replies: list[TeacherReply | None],
+    ) -> None:
+        self.params, self.teacher, self.cache, self.ledger = params, teacher, cache, ledger
+        self.result, self.replies = result, replies
+        self.record = {"model": teacher.model, "prompt_template": params.teacher.prompt_template}
+
+    def _stop(self, err: BudgetExhausted, unbought: int) -> None:
+        if self.result.stop_reason is None:
+            self.result.stop_reason = str(err)
+            log.warning("stopped buying: %s", err)
+        self.result.unbought += unbought
+
+    async def _store(self, i: int, key: str, reply: TeacherReply, reservation: Reservation) -> None:
+        cfg = self.params.teacher
+        usd = price_usd(reply.input_tokens, reply.output_tokens, cfg.price, batch=cfg.batch_api)
+        await asyncio.to_thread(self.cache.put, key, reply, {**self.record, "usd": usd})
+        self.ledger.settle(reservation, usd)
+        self.replies[i] = reply
+
+    async def one_by_one(self, planned: list[PlannedQuery], todo: list[int]) -> None:
+        cfg = self.params.teacher
+        slots = asyncio.Semaphore(cfg.concurrency)
+        limiter = RateLimiter(cfg.requests_per_minute, cfg.tokens_per_minute)
+        bar = tqdm(total=len(todo), desc="teacher", unit="reply")
+
+        async def buy(i: int) -> None:
+            request = planned[i].request
+            async with slots:
+                if self.result.stop_reason is not None:
+                    self.result.unbought += 1
+                    return
+                try:
+                    reservation = self.ledger.reserve(upper_usd(self.params, self.teacher, request))
+                except BudgetExhausted as err:
+                    self._stop(err, 1)
+                    return
+                try:
+                    await limiter.acquire(self.teacher.count_tokens(request.prompt) + cfg.max_tokens)
+                    reply = await self.teacher.aquery(request)
+                except TeacherCallError as err:
+                    self.ledger.release(reservation)
+                    self.result.failed.append(f"{request.example.id}#{request.sample}: {err}")
+                    return
+                except BaseException:
+                    self.ledger.release(reservation)
+                    raise
+                await self._store(i, planned[i].key, reply, reservation)
+                bar.update()
+
+        try:
+            await asyncio.gather(*(buy(i) for i in todo))
+        finally:
+            bar.close()
+
+    async def batch(self, planned: list[PlannedQuery], todo: list[int]) -> None:
+        reservations: dict[int, Reservation] = {}
+        for n, i in enumerate(todo):
+            try:
+                reservations[i] = self.ledger.reserve(
+                    upper_usd(self.params, self.teacher, planned[i].request)
+                )
+            except BudgetExhausted as err:
+                self._stop(err, len(todo) - n)
+                break
+        requests = [planned[i].request for i in reservations]
+        state = BatchState(self.cache.root.parent, self.teacher.backend, [r.key for r in requests])
+        try:
+            outcome = await self.teacher.run_batch(requests, state)  # type: ignore[attr-defined]
+        except BaseException:
+            for reservation in reservations.values():
+                self.ledger.release(reservation)
+            raise
+        for i, reservation in reservations.items():
+            key = planned[i].key
+            if key in outcome.replies:
+                await self._store(i, key, outcome.replies[key], reservation)
+            else:
+                self.ledger.release(reservation)
+                request = planned[i].request
+                self.result.failed.append(f"{request.example.id}#{request.sample}: {outcome.failed[key]}")
+        state.done()
+        log.info(
+            "batch %s (%s): %d replies, %d failed or expired",
+            outcome.batch_id, outcome.status, len(outcome.replies), len(outcome.failed),
+        )  # fmt: skip
 
 
 def teacher_metrics(params: Params, result: Collection, ledger: Ledger) -> dict[str, Any]:
@@ -153,6 +264,7 @@ def teacher_metrics(params: Params, result: Collection, ledger: Ledger) -> dict[
             "exhausted": result.stop_reason is not None,
             "unbought": result.unbought,
         },
+        "failed": len(result.failed),
         "diagnostic_teacher_accuracy_vs_gold": accuracy(rows),
         "per_task": {
             task: {

@@ -91,3 +91,6 @@ class SimulatedTeacher:
             output_tokens=len(ids),
             meta={"simulated_error": rationale.error, "truncated": text != rationale.text},
         )
+
+    async def aquery(self, request: TeacherRequest) -> TeacherReply:
+        return self.query(request)
