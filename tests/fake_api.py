@@ -48,6 +48,11 @@ class Ledger:
     auth_headers: set[str] = field(default_factory=set)
 
 
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    request_queue_size = 256  # the default backlog of 5 resets connections under concurrency 32
+
+
 class FakeAPI:
     def __init__(self, faults: Faults | None = None) -> None:
         self.faults = faults or Faults()
@@ -58,8 +63,7 @@ class FakeAPI:
         self._replayed: dict[str, bytes] = {}
         self.files: dict[str, bytes] = {}
         self.batches: dict[str, dict[str, Any]] = {}
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self.server.daemon_threads = True
+        self.server = _Server(("127.0.0.1", 0), self._handler())
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
@@ -157,8 +161,8 @@ class FakeAPI:
                     completion["usage"]["prompt_tokens"],
                     completion["usage"]["completion_tokens"],
                 )
-                out.append({"id": "r", "custom_id": row["custom_id"], "error": None,
-                            "response": {"status_code": 200, "request_id": "r", "body": completion}})  # fmt: skip
+                response = {"status_code": 200, "request_id": "r", "body": completion}
+                out.append({"id": "r", "custom_id": row["custom_id"], "error": None, "response": response})
             elif fate == "failed":
                 err.append({"id": "r", "custom_id": row["custom_id"], "response": None,
                             "error": {"code": "server_error", "message": "row failed"}})  # fmt: skip
@@ -171,10 +175,13 @@ class FakeAPI:
         self.files[output_id] = "".join(json.dumps(r) + "\n" for r in out).encode()
         self.files[error_id] = "".join(json.dumps(r) + "\n" for r in err).encode()
         batch = {
-            "id": f"batch_{n}", "object": "batch", "endpoint": "/v1/chat/completions", "completion_window": "24h",
-            "created_at": 0, "input_file_id": input_file_id, "status": "in_progress",
+            "id": f"batch_{n}", "object": "batch", "endpoint": "/v1/chat/completions",
+            "completion_window": "24h", "created_at": 0, "input_file_id": input_file_id,
+            "status": "in_progress",
             "output_file_id": None, "error_file_id": None,
-            "request_counts": {"total": len(out) + len(err) + expired, "completed": len(out), "failed": len(err)},
+            "request_counts": {
+                "total": len(out) + len(err) + expired, "completed": len(out), "failed": len(err)
+            },
             "_final": "expired" if expired else "completed", "_files": (output_id, error_id if err else None),
             "_polls": 0,
         }  # fmt: skip
@@ -202,7 +209,9 @@ class FakeAPI:
             n = len(self.batches)
         batch = {
             "id": f"msgbatch_{n}", "type": "message_batch", "processing_status": "in_progress",
-            "request_counts": {"processing": len(results), "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0},
+            "request_counts": {
+                "processing": len(results), "succeeded": 0, "errored": 0, "canceled": 0, "expired": 0
+            },
             "created_at": "2026-01-01T00:00:00Z", "expires_at": "2026-01-02T00:00:00Z", "ended_at": None,
             "archived_at": None, "cancel_initiated_at": None, "results_url": None,
             "_results": results, "_polls": 0,
@@ -228,6 +237,7 @@ class FakeAPI:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go in separate writes
 
             def log_message(self, *args: object) -> None:  # keep test output quiet
                 pass

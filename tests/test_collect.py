@@ -13,6 +13,7 @@ from taloop.teachers.base import TeacherReply, TeacherRequest, price_usd
 from taloop.teachers.budget import BudgetExhausted, Ledger
 from taloop.teachers.cache import ReplyCache, cache_key, repo_root
 from taloop.teachers.collect import CacheMissError, collect, plan_queries, teacher_metrics
+from taloop.teachers.estimate import OverBudgetError
 from taloop.teachers.factory import make_teacher
 
 
@@ -94,7 +95,9 @@ def test_usd_budget_is_never_exceeded(setup) -> None:
         price_usd(teacher.count_tokens(q.request.prompt), 64, params.teacher.price)
         for q in plan_queries(params, pool, teacher)
     )
-    capped = params.model_copy(update={"budget": params.budget.model_copy(update={"usd": 2.5 * bound})})
+    capped = params.model_copy(
+        update={"budget": params.budget.model_copy(update={"usd": 2.5 * bound, "stop_at_budget": True})}
+    )
     result, metrics = _run(capped, pool, tasks, cache)
     assert 0 < metrics["usd_spent"] <= 2.5 * bound
     assert metrics["budget"]["exhausted"] and metrics["budget"]["unbought"] == 8 - metrics["queries_sent"] > 0
@@ -114,15 +117,23 @@ class _Crashing:
     def count_tokens(self, text: str) -> int:
         return self.inner.count_tokens(text)
 
-    def query(self, request: TeacherRequest) -> TeacherReply:
+    async def aquery(self, request: TeacherRequest) -> TeacherReply:
         self.calls += 1
         if self.calls > self.after:
             raise KeyboardInterrupt("killed")
-        return self.inner.query(request)
+        return await self.inner.aquery(request)
+
+
+def test_a_usd_cap_below_the_upper_bound_refuses_to_start(setup) -> None:
+    params, pool, tasks, cache = setup(usd=0.0001)
+    teacher = _Crashing(make_teacher(params), after=0)  # any request would raise
+    with pytest.raises(OverBudgetError, match=r"budget.usd: 8 replies may cost up to USD .*stop_at_budget"):
+        _run(params, pool, tasks, cache, teacher)
+    assert teacher.calls == 0
 
 
 def test_a_crash_loses_nothing_already_bought(setup) -> None:
-    params, pool, tasks, cache = setup()
+    params, pool, tasks, cache = setup(teacher={"concurrency": 1})
     with pytest.raises(KeyboardInterrupt):
         _run(params, pool, tasks, cache, _Crashing(make_teacher(params), after=5))
     _, metrics = _run(params, pool, tasks, cache)
@@ -159,3 +170,13 @@ def test_queued_experiments_share_the_repository_cache(tmp_path: Path) -> None:
     temp_workspace.mkdir(parents=True)
     assert repo_root(temp_workspace) == tmp_path
     assert repo_root(tmp_path / ".dvc") == tmp_path
+
+
+def test_a_local_transformers_teacher_buys_through_the_same_path(setup) -> None:
+    params, pool, tasks, cache = setup(teacher={"backend": "hf", "model": "tiny-random", "max_tokens": 8})
+    result, metrics = _run(params, pool, tasks, cache)
+    assert metrics["replies"] == metrics["queries_sent"] == 8
+    assert all(r["backend"] == "hf" and r["model"] == "tiny-random" for r in result.rows)
+    assert all(0 < r["output_tokens"] <= 8 and r["input_tokens"] > 0 for r in result.rows)
+    _, again = _run(params, pool, tasks, cache)
+    assert (again["cache_hits"], again["queries_sent"]) == (8, 0)

@@ -60,7 +60,7 @@ def render(est: Estimate, backend: str, model: str) -> str:
     return "\n".join([
         f"teacher {backend}:{model}: {est.planned} replies planned, {est.cached} in the cache, "
         f"{est.to_buy} to buy",
-        f"tokens: {est.input_tokens} prompt + up to {est.max_output_tokens} completion",
+        f"tokens: up to {est.input_tokens} prompt + up to {est.max_output_tokens} completion",
         f"USD upper bound: {est.usd_upper:.4f} at list price, "
         f"{est.usd_upper_batch:.4f} with the batch discount",
     ])  # fmt: skip

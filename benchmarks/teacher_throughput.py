@@ -1,0 +1,102 @@
+"""Teacher collection throughput against the local OpenAI-compatible test server.
+
+    python benchmarks/teacher_throughput.py [--queries 500] [--latency 0.2] [--concurrency 1 8 32]
+
+Runs the real collection path (official openai client, budget ledger, durable reply cache)
+once per concurrency level, each with an empty cache and the server in its own process, and
+prints achieved replies per
+second beside the bound concurrency / latency. Results also go to --out as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+import yaml
+
+from taloop import logs
+from taloop.config import validate_params
+from taloop.tasks.registry import get_task
+from taloop.tasks.splits import make_splits
+from taloop.teachers.cache import ReplyCache
+from taloop.teachers.collect import collect
+from taloop.teachers.factory import make_teacher
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from tests.fake_api import FakeAPI, Faults  # noqa: E402  (the test server, reused)
+
+log = logging.getLogger("teacher_throughput")
+
+
+def _serve(conn: Connection, latency: float) -> None:
+    """The server in its own process, as a remote API would be: its work must not share
+    the collecting process's CPU and GIL."""
+    with FakeAPI(Faults(latency_s=latency)) as api:
+        conn.send(api.openai_url)
+        conn.recv()
+        conn.send(len(api.ledger.billed))
+
+
+def measure(queries: int, latency: float, concurrency: int) -> dict[str, float]:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    per_task = -(-queries // len(raw["data"]["tasks"]))
+    raw["data"].update(train_per_task=per_task, val_per_task=1, test_per_task=1)
+    raw["budget"].update(queries=queries)
+    ours, theirs = multiprocessing.Pipe()
+    server = multiprocessing.Process(target=_serve, args=(theirs, latency), daemon=True)
+    server.start()
+    raw["teacher"].update(backend="openai", model="bench", base_url=ours.recv(), concurrency=concurrency)
+    params = validate_params(raw)
+    pool = make_splits(params.data)["train"]
+    tasks = {n: get_task(n, s) for n, s in params.data.tasks.items()}
+    teacher = make_teacher(params)
+    with tempfile.TemporaryDirectory() as cache_dir:
+        start = time.perf_counter()
+        result, _ = collect(params, pool, teacher, ReplyCache(Path(cache_dir)), tasks)
+        seconds = time.perf_counter() - start
+    ours.send("stop")
+    billed = ours.recv()
+    server.join()
+    assert len(result.rows) == queries and billed == queries
+    achieved = queries / seconds
+    bound = concurrency / latency
+    return {"concurrency": concurrency, "seconds": seconds, "replies_per_s": achieved, "bound_per_s": bound,
+            "share_of_bound": achieved / bound}  # fmt: skip
+
+
+def main() -> None:
+    logs.setup()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--queries", type=int, default=500)
+    parser.add_argument("--latency", type=float, default=0.2, help="server latency per request, seconds")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/teacher_throughput.json")
+    args = parser.parse_args()
+    os.environ.setdefault("OPENAI_API_KEY", "taloop-benchmark-key")  # the local server ignores it
+    rows = [measure(args.queries, args.latency, c) for c in args.concurrency]
+    for r in rows:
+        log.info(
+            "concurrency %3d: %6.1f replies/s (bound %6.1f) = %3.0f%% of bound, %.1f s for %d",
+            r["concurrency"], r["replies_per_s"], r["bound_per_s"], 100 * r["share_of_bound"], r["seconds"],
+            args.queries,
+        )  # fmt: skip
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps({"queries": args.queries, "latency_s": args.latency, "runs": rows}, indent=2)
+    )
+
+
+if __name__ == "__main__":
+    main()

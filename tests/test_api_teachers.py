@@ -1,0 +1,148 @@
+"""The OpenAI and Anthropic teachers through their official clients against a local server
+speaking their wire formats, with injected faults: nothing lost, nothing bought twice,
+never over budget, retries bounded."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taloop.config import Params, validate_params
+from taloop.tasks.registry import get_task
+from taloop.tasks.splits import make_splits
+from taloop.teachers.base import TeacherFatalError, price_usd
+from taloop.teachers.batch import BatchState
+from taloop.teachers.cache import ReplyCache
+from taloop.teachers.collect import collect, plan_queries, teacher_metrics
+from taloop.teachers.factory import make_teacher
+from taloop.teachers.limits import RateLimiter
+
+from .fake_api import FakeAPI, Faults
+
+FAKE_KEY = "taloop-test-key-not-a-real-one"
+KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
+
+
+def _params(raw: dict[str, Any], api: FakeAPI, backend: str, queries: int, **teacher: Any) -> Params:
+    per_task = -(-queries // len(raw["data"]["tasks"]))
+    raw["data"].update(train_per_task=per_task, val_per_task=2, test_per_task=2)
+    raw["budget"].update(queries=queries)
+    raw["teacher"].update({
+        "backend": backend, "model": f"fake-{backend}", "timeout_s": 0.5, "max_retries": 4, "concurrency": 32,
+        "base_url": api.openai_url if backend == "openai" else api.anthropic_url, "batch_poll_s": 0.02,
+        **teacher,
+    })  # fmt: skip
+    return validate_params(raw)
+
+
+def _collect(params: Params, cache_dir: Path) -> tuple[Any, dict[str, Any], ReplyCache]:
+    pool = make_splits(params.data)["train"]
+    tasks = {n: get_task(n, s) for n, s in params.data.tasks.items()}
+    cache = ReplyCache(cache_dir)
+    result, ledger = collect(params, pool, make_teacher(params), cache, tasks)
+    return result, teacher_metrics(params, result, ledger), cache
+
+
+@pytest.mark.parametrize(("backend", "queries"), [("openai", 300), ("anthropic", 120)])
+def test_faults_leave_every_item_answered_once_and_billed_once(
+    backend: str,
+    queries: int,
+    raw_params: dict[str, Any],
+    isolated_cache: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv(KEY_ENV[backend], FAKE_KEY)
+    with FakeAPI(Faults(rate=0.3, hang_s=1.0)) as api:
+        params = _params(raw_params, api, backend, queries, max_tokens=64)
+        bound = queries * price_usd(600, 64, params.teacher.price)  # prompts here are far below 600 bytes
+        params = params.model_copy(update={"budget": params.budget.model_copy(update={"usd": bound})})
+        result, metrics, cache = _collect(params, isolated_cache)
+    assert metrics["replies"] == len(result.rows) == queries and not result.failed
+    keys = {q.key for q in plan_queries(params, make_splits(params.data)["train"], make_teacher(params))}
+    assert len(keys) == queries and all(k in cache for k in keys)
+    assert len(api.ledger.billed) == queries and set(api.ledger.billed.values()) == {1}
+    # every kind of fault was injected, and retries stayed within their bound
+    assert set(api.ledger.faults) >= {"429", "500", "timeout", "malformed", "drop"}
+    assert queries < api.ledger.requests <= queries * (1 + params.teacher.max_retries)
+    billed = price_usd(api.ledger.input_tokens, api.ledger.output_tokens, params.teacher.price)
+    assert metrics["usd_spent"] == pytest.approx(billed, abs=1e-6) and metrics["usd_spent"] <= bound
+    assert api.ledger.auth_headers == {FAKE_KEY}
+
+
+def test_items_that_finally_fail_are_reported_and_the_rest_stay_bought(
+    raw_params: dict[str, Any], isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    with FakeAPI(Faults(rate=0.5, kinds=("500",), max_per_item=99)) as api:
+        params = _params(raw_params, api, "openai", 40, max_retries=1)
+        result, metrics, _ = _collect(params, isolated_cache)
+        assert result.failed and len(result.rows) == 40 - len(result.failed)
+        assert metrics["failed"] == len(result.failed) and all(
+            ": InternalServerError" in f for f in result.failed
+        )
+        assert api.ledger.requests <= 40 * 2
+        # a rerun without faults buys only what failed
+        api.faults.rate = 0.0
+        rerun, metrics, _ = _collect(params, isolated_cache)
+    assert (metrics["cache_hits"], metrics["queries_sent"]) == (40 - len(result.failed), len(result.failed))
+    assert len(rerun.rows) == 40 and set(api.ledger.billed.values()) == {1}
+
+
+def test_a_missing_key_fails_before_anything_is_sent(raw_params: dict[str, Any], monkeypatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.setenv("MY_TEACHER_KEY", "")
+    with FakeAPI() as api:
+        params = _params(raw_params, api, "openai", 8)
+        with pytest.raises(TeacherFatalError, match="environment variable OPENAI_API_KEY is not set"):
+            make_teacher(params)
+        raw_params["teacher"]["api_key_env"] = "MY_TEACHER_KEY"
+        with pytest.raises(TeacherFatalError, match="MY_TEACHER_KEY"):
+            make_teacher(validate_params(raw_params))
+    assert api.ledger.requests == 0
+
+
+@pytest.mark.parametrize("backend", ["openai", "anthropic"])
+def test_batch_api_counts_failed_and_expired_rows_and_resumes_instead_of_resubmitting(
+    backend: str, raw_params: dict[str, Any], isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(KEY_ENV[backend], FAKE_KEY)
+    faults = Faults(batch_failed_rows=0.1, batch_expired_rows=0.1, batch_polls=1000)
+    with FakeAPI(faults) as api:
+        params = _params(raw_params, api, backend, 60, batch_api=True)
+        teacher = make_teacher(params)
+        requests = [q.request for q in plan_queries(params, make_splits(params.data)["train"], teacher)]
+        state = BatchState(isolated_cache, backend, [r.key for r in requests])
+        # the run is killed while the batch is still in progress: its id is on disk
+        with pytest.raises(TimeoutError):
+            asyncio.run(asyncio.wait_for(teacher.run_batch(requests, state), timeout=0.5))
+        assert state.load() is not None and api.ledger.batches_created == 1
+        faults.batch_polls = 0
+        result, metrics, _ = _collect(params, isolated_cache)
+    assert api.ledger.batches_created == 1  # resumed polling, not resubmitted
+    assert result.failed and len(result.rows) + len(result.failed) == 60
+    assert metrics["failed"] == len(result.failed)
+    assert any("expired" in f or "no result" in f for f in result.failed)
+    assert len(api.ledger.billed) == len(result.rows) and set(api.ledger.billed.values()) == {1}
+    batch_price = price_usd(
+        api.ledger.input_tokens, api.ledger.output_tokens, params.teacher.price, batch=True
+    )
+    assert metrics["usd_spent"] == pytest.approx(batch_price, abs=1e-6)
+    assert state.load() is None  # results cached: the batch is done with
+
+
+def test_rate_limiter_holds_requests_past_the_limit() -> None:
+    async def scenario() -> None:
+        limiter = RateLimiter(requests_per_minute=3, tokens_per_minute=None)
+        for _ in range(3):
+            await asyncio.wait_for(limiter.acquire(10), timeout=0.1)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(limiter.acquire(10), timeout=0.2)
+        tokens = RateLimiter(requests_per_minute=None, tokens_per_minute=100)
+        await asyncio.wait_for(tokens.acquire(60), timeout=0.1)
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(tokens.acquire(60), timeout=0.2)
+
+    asyncio.run(scenario())
