@@ -31,7 +31,7 @@ def _params(raw: dict[str, Any], api: FakeAPI, backend: str, queries: int, **tea
     raw["data"].update(train_per_task=per_task, val_per_task=2, test_per_task=2)
     raw["budget"].update(queries=queries)
     raw["teacher"].update({
-        "backend": backend, "model": f"fake-{backend}", "timeout_s": 0.5, "max_retries": 4, "concurrency": 32,
+        "backend": backend, "model": f"fake-{backend}", "timeout_s": 2.0, "max_retries": 4, "concurrency": 32,
         "base_url": api.openai_url if backend == "openai" else api.anthropic_url, "batch_poll_s": 0.02,
         **teacher,
     })  # fmt: skip
@@ -55,7 +55,9 @@ def test_faults_leave_every_item_answered_once_and_billed_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv(KEY_ENV[backend], FAKE_KEY)
-    with FakeAPI(Faults(rate=0.3, hang_s=1.0)) as api:
+    # A legitimately slow reply must not time out (a retry would bill it twice): generous
+    # client timeout, and injected hangs longer than it.
+    with FakeAPI(Faults(rate=0.3, hang_s=3.0)) as api:
         params = _params(raw_params, api, backend, queries, max_tokens=64)
         bound = queries * price_usd(600, 64, params.teacher.price)  # prompts here are far below 600 bytes
         params = params.model_copy(update={"budget": params.budget.model_copy(update={"usd": bound})})

@@ -177,3 +177,17 @@ def test_compare_draws_a_line_per_variant_across_budgets(tiny_run: Path) -> None
         assert [x for x, _ in points] == [16.0, 24.0]
     html = (tiny_run / "reports/compare.html").read_text()
     assert html.count("data:image/png;base64,") == 2 and "https://" not in html
+
+
+@pytest.mark.slow
+def test_training_entry_point_runs_under_accelerate_launch(tiny_run: Path) -> None:
+    # Last in this module: it retrains ft in place.
+    metrics = tiny_run / "metrics/stage2/ft.json"
+    metrics.unlink()
+    run(
+        tiny_run, "accelerate", "launch", "--config_file", "configs/accelerate/cpu.yaml",
+        "-m", "taloop.stages.train_stage2", "ft",
+    )  # fmt: skip
+    trained = _json(metrics)
+    assert trained["examples_trained"] == 16 and trained["steps"] > 0 and trained["train_tokens"] > 0
+    assert (tiny_run / "models/stage2/ft/adapter_model.safetensors").is_file()

@@ -180,6 +180,12 @@ class StudentConfig(_Section):
     max_length: int = Field(384, ge=32, description="prompt + completion tokens kept in training")
     lora: LoraConfig = LoraConfig()
     bf16: bool = Field(False, description="bf16 autocast in training and decoding (avx512_bf16 CPUs, GPUs)")
+    launcher: str = Field(
+        "python",
+        min_length=1,
+        description="runs the training stages: python, or e.g. "
+        "'accelerate launch --config_file configs/accelerate/multi_gpu.yaml'",
+    )
 
 
 class TAConfig(_Section):

@@ -30,6 +30,7 @@ def predict(
         rows.append({
             "id": ex.id, "task": ex.task, "gold": ex.gold, "output": text, "answer": answer,
             "correct": tasks[ex.task].is_correct(answer, ex),
+            "output_tokens": len(tok(text, add_special_tokens=False).input_ids),
         })  # fmt: skip
     return rows
 

@@ -159,6 +159,7 @@ def train_lora(
 ) -> dict[str, float]:
     """Train a LoRA adapter on ``examples`` (continuing ``init_adapter`` if given) and
     save it to ``out_dir``; curves go to ``live_dir`` through dvclive."""
+    from accelerate import PartialState
     from datasets import Dataset
     from dvclive import Live
     from peft import LoraConfig, PeftModel
@@ -186,7 +187,8 @@ def train_lora(
             layers_to_transform=list(range(max(0, n_layers - top), n_layers)) if top else None,
             task_type="CAUSAL_LM",
         )
-    dataset = Dataset.from_list(encode(tok, examples, settings.max_length))
+    encoded = encode(tok, examples, settings.max_length)
+    dataset = Dataset.from_list(encoded)
     args = SFTConfig(
         output_dir=str(out_dir),  # per-epoch checkpoints land in out_dir/checkpoint-*
         num_train_epochs=settings.epochs,
@@ -210,8 +212,10 @@ def train_lora(
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=False,
     )
+    # Under `accelerate launch` with N processes only the main one logs and writes.
+    main_process = PartialState().is_main_process
     # dvcyaml=False: dvc.yaml declares the plots itself; dvclive must not append to it.
-    live = Live(dir=str(live_dir), save_dvc_exp=False, report=None, dvcyaml=False)
+    live = Live(dir=str(live_dir), save_dvc_exp=False, report=None, dvcyaml=False) if main_process else None
     trainer = _trainer_class()(
         model=model,
         args=args,
@@ -219,9 +223,15 @@ def train_lora(
         processing_class=tok,
         data_collator=WeightedCollator(tok.pad_token_id),
         peft_config=peft_config,
-        callbacks=[DVCLiveCallback(live=live)],
+        callbacks=[DVCLiveCallback(live=live)] if live else [],
     )
     result = trainer.train()
-    live.end()
+    if live:
+        live.end()
     trainer.save_model(str(out_dir))  # the final adapter, beside the last checkpoint
-    return {"train_loss": float(result.training_loss), "steps": float(result.global_step)}
+    return {
+        "train_loss": float(result.training_loss),
+        "steps": float(result.global_step),
+        # tokens passed through the model in training (for throughput figures)
+        "train_tokens": float(sum(len(row["input_ids"]) for row in encoded) * settings.epochs),
+    }

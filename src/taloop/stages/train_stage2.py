@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from accelerate import PartialState
+
 from taloop import data, paths
 from taloop.io import read_jsonl, write_json
 from taloop.schedule import plan_variant, settings, teacher_data_fingerprint
@@ -28,6 +30,8 @@ def main(argv: list[str] | None = None) -> None:
         paths.TRAIN_CURVES / f"stage2_{variant}",
         init_adapter=paths.WARMUP if plan.from_warmup else None,
     )
+    if not PartialState().is_main_process:
+        return
     write_json(
         paths.stage2_metrics(variant),
         {

@@ -196,10 +196,10 @@ class _Buyer:
                 except BaseException:
                     self.ledger.release(reservation)
                     raise
-            # Stored outside the slot: the fsync is not a request in flight, and the
-            # reservation still holds the budget until the spend is settled.
-            await self._store(i, planned[i].key, reply, reservation)
-            bar.update()
+                # Stored while holding the slot, so a kill loses at most `concurrency`
+                # replies: those in flight.
+                await self._store(i, planned[i].key, reply, reservation)
+                bar.update()
 
         try:
             await asyncio.gather(*(buy(i) for i in todo))
