@@ -73,22 +73,28 @@ def relative_ci(runs: list[dict[str, Any]], variant: str, baseline: str, seed: i
 
 
 def study(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Every variant over the runs that trained it (a run may compare fewer variants)."""
     baseline = runs[0]["baseline"]
-    variants = list(runs[0]["accuracy"])
+    variants = list(dict.fromkeys(v for r in runs for v in r["accuracy"]))
+    having = {v: [r for r in runs if v in r["accuracy"]] for v in variants}
     return {
         "baseline": baseline,
         "seeds": [r["seeds"] for r in runs],
         "budget": sorted({r["budget"] for r in runs}),
         "test_items_per_seed": len(runs[0]["tasks"]),
-        "accuracy": {v: {str(r["seed"]): r["accuracy"][v] for r in runs} for v in variants},
-        "mean_accuracy": {v: float(np.mean([r["accuracy"][v] for r in runs])) for v in variants},
-        "vs_baseline": {v: relative_ci(runs, v, baseline) for v in variants if v != baseline},
+        "accuracy": {v: {str(r["seed"]): r["accuracy"][v] for r in having[v]} for v in variants},
+        "mean_accuracy": {v: float(np.mean([r["accuracy"][v] for r in having[v]])) for v in variants},
+        "vs_baseline": {
+            v: {"seeds": len(having[v]), **relative_ci(having[v], v, baseline)}
+            for v in variants
+            if v != baseline
+        },
     }
 
 
 def markdown(result: dict[str, Any]) -> str:
     base = result["baseline"]
-    seeds = list(next(iter(result["accuracy"].values())))
+    seeds = list(result["accuracy"][base])
     lines = [
         "# Effect-size study",
         "",
@@ -102,11 +108,11 @@ def markdown(result: dict[str, Any]) -> str:
         "|---|" + "---|" * (len(seeds) + 2),
     ]
     for v, by_seed in result["accuracy"].items():
-        cells = [f"{100 * by_seed[s]:.1f}" for s in seeds]
+        cells = [f"{100 * by_seed[s]:.1f}" if s in by_seed else "not run" for s in seeds]
         cmp = result["vs_baseline"].get(v)
         rel = "(baseline)"
         if cmp:
-            rel = f"{100 * cmp['mean_relative_improvement']:+.1f}% "
+            rel = f"{100 * cmp['mean_relative_improvement']:+.1f}% over {cmp['seeds']} seeds "
             rel += f"({100 * cmp['ci_low']:+.1f}% to {100 * cmp['ci_high']:+.1f}%)"
         lines.append(f"| {v} | " + " | ".join(cells) + f" | {100 * result['mean_accuracy'][v]:.1f} | {rel} |")
     return "\n".join(lines) + "\n"

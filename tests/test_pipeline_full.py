@@ -189,5 +189,7 @@ def test_training_entry_point_runs_under_accelerate_launch(tiny_run: Path) -> No
         "-m", "taloop.stages.train_stage2", "ft",
     )  # fmt: skip
     trained = _json(metrics)
-    assert trained["examples_trained"] == 16 and trained["steps"] > 0 and trained["train_tokens"] > 0
+    # ft trains on every reply of the run (16, or 24 after the budget experiment above)
+    assert trained["examples_trained"] == trained["teacher_replies"] in (16, 24)
+    assert trained["steps"] > 0 and trained["train_tokens"] > 0
     assert (tiny_run / "models/stage2/ft/adapter_model.safetensors").is_file()
