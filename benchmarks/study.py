@@ -101,6 +101,7 @@ def markdown(result: dict[str, Any]) -> str:
         f"{len(seeds)} training seeds (warmup, signals and stage2 seeds; data, teacher and eval seeds "
         f"fixed), teacher budget {', '.join(map(str, result['budget']))} replies, "
         f"{result['test_items_per_seed']} test items per seed. Accuracy in %.",
+        *(["", result["note"]] if result.get("note") else []),
         "",
         "| variant | "
         + " | ".join(f"seed {s}" for s in seeds)
@@ -125,8 +126,11 @@ def main() -> None:
     )
     parser.add_argument("runs", nargs="+", type=Path)
     parser.add_argument("--out", type=Path, default=Path("reports/studies/effect_size"))
+    parser.add_argument(
+        "--note", default="", help="status line stored with the results (e.g. what is missing)"
+    )
     args = parser.parse_args()
-    result = study([load_run(r) for r in args.runs])
+    result = {**study([load_run(r) for r in args.runs]), "note": args.note}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(result))
