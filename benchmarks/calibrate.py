@@ -28,7 +28,7 @@ from taloop.tasks.prompts import render
 from taloop.tasks.registry import get_task
 from taloop.tasks.splits import make_splits
 from taloop.teachers.cache import ReplyCache
-from taloop.teachers.collect import collect
+from taloop.teachers.collect import collect, plan_queries
 from taloop.teachers.factory import make_teacher
 from taloop.training import train_lora
 
@@ -74,7 +74,9 @@ def main() -> None:
     start = time.perf_counter()
     splits = make_splits(params.data)
     tasks = {n: get_task(n, s) for n, s in params.data.tasks.items()}
-    result, _ = collect(params, splits["train"], make_teacher(params), ReplyCache(work / "cache"), tasks)
+    teacher = make_teacher(params)
+    planned = plan_queries(params, splits["train"], teacher)
+    result, _ = collect(params, planned, teacher, ReplyCache(work / "cache"), tasks)
     timings["data_and_teacher_s"] = time.perf_counter() - start
 
     student_dir = work / "models" / params.student.model.replace("/", "_")

@@ -42,7 +42,8 @@ def _collect(params: Params, cache_dir: Path) -> tuple[Any, dict[str, Any], Repl
     pool = make_splits(params.data)["train"]
     tasks = {n: get_task(n, s) for n, s in params.data.tasks.items()}
     cache = ReplyCache(cache_dir)
-    result, ledger = collect(params, pool, make_teacher(params), cache, tasks)
+    teacher = make_teacher(params)
+    result, ledger = collect(params, plan_queries(params, pool, teacher), teacher, cache, tasks)
     return result, teacher_metrics(params, result, ledger), cache
 
 

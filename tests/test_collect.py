@@ -37,7 +37,8 @@ def setup(raw_params: dict[str, Any], isolated_cache: Path):
 
 
 def _run(params: Params, pool: list[Example], tasks: dict, cache: ReplyCache, teacher: Any = None):
-    result, ledger = collect(params, pool, teacher or make_teacher(params), cache, tasks)
+    teacher = teacher or make_teacher(params)
+    result, ledger = collect(params, plan_queries(params, pool, teacher), teacher, cache, tasks)
     return result, teacher_metrics(params, result, ledger)
 
 

@@ -1,6 +1,6 @@
 """End to end on tiny in-process models: every stage, every default variant, the report, a
-stage2-only experiment that must not rerun anything upstream of train_stage2, and a budget
-experiment compared with the first run."""
+stage2-only experiment that must not rerun anything upstream of train_stage2, a budget
+experiment compared with the first run, and active acquisition."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from taloop.acquisition import warm_count
 from taloop.config import load_params
 
 from .conftest import REPO
@@ -179,6 +180,37 @@ def test_compare_draws_a_line_per_variant_across_budgets(tiny_run: Path) -> None
     assert html.count("data:image/png;base64,") == 2 and "https://" not in html
 
 
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.mark.slow
+def test_active_acquisition_buys_the_rest_on_the_least_sure_questions(tiny_run: Path) -> None:
+    run(tiny_run, "dvc", "exp", "run", "-S", "acquisition.mode=active")
+    params = load_params(tiny_run / "params.yaml")
+    queries = params.budget.queries
+    upfront = _jsonl(tiny_run / "data/teacher/responses.jsonl")
+    acquired = _jsonl(tiny_run / "data/acquired/responses.jsonl")
+    assert len(upfront) == warm_count(queries, params.warmup.fraction)
+    assert len(upfront) + len(acquired) == queries
+    assert not {r["id"] for r in upfront} & {r["id"] for r in acquired}
+    scores = _jsonl(tiny_run / "data/acquired/scores.jsonl")
+    assert {s["id"] for s in scores if s["chosen"]} == {r["id"] for r in acquired}
+    for task in TASKS:
+        chosen = [s["sureness"] for s in scores if s["task"] == task and s["chosen"]]
+        left = [s["sureness"] for s in scores if s["task"] == task and not s["chosen"]]
+        assert chosen and left and max(chosen) <= min(left)
+    metrics = _json(tiny_run / "metrics/acquisition.json")
+    assert metrics["teacher"]["replies"] == len(acquired) and metrics["scored_questions"] == len(scores)
+    # stage 2 is exactly what was acquired; ft trains on both purchases
+    signals = _jsonl(tiny_run / "data/signals.jsonl")
+    assert {(r["id"], r["sample"]) for r in signals} == {(r["id"], r["sample"]) for r in acquired}
+    assert _json(tiny_run / "metrics/stage2/ft.json")["examples_trained"] == queries
+    report = (tiny_run / "reports/report.md").read_text()
+    assert f"then {len(acquired)} replies on the least-sure of {len(scores)} scored questions" in report
+    assert f"for {queries} replies" in report
+
+
 @pytest.mark.slow
 def test_training_entry_point_runs_under_accelerate_launch(tiny_run: Path) -> None:
     # Last in this module: it retrains ft in place.
@@ -189,7 +221,7 @@ def test_training_entry_point_runs_under_accelerate_launch(tiny_run: Path) -> No
         "-m", "taloop.stages.train_stage2", "ft",
     )  # fmt: skip
     trained = _json(metrics)
-    # ft trains on every reply of the run (16, or 24 after the budget experiment above)
+    # ft trains on every reply of the run (16, or 24 after the budget experiments above)
     assert trained["examples_trained"] == trained["teacher_replies"] in (16, 24)
     assert trained["steps"] > 0 and trained["train_tokens"] > 0
     assert (tiny_run / "models/stage2/ft/adapter_model.safetensors").is_file()

@@ -164,6 +164,17 @@ class BudgetConfig(_Section):
     )
 
 
+class AcquisitionConfig(_Section):
+    mode: Literal["random", "active"] = Field(
+        "random",
+        description="random: buy the whole budget up front in the fixed order; active: buy the warm-up "
+        "share, then spend the rest on the questions the warmed-up student is least sure of",
+    )
+    candidates: float = Field(
+        2.0, ge=1, description="active: unbought questions scored per question bought (scoring costs time)"
+    )
+
+
 class LoraConfig(_Section):
     r: int = Field(16, gt=0, description="LoRA rank")
     alpha: int = Field(32, gt=0, description="LoRA scaling numerator")
@@ -248,6 +259,7 @@ class Params(_Section):
     data: DataConfig
     teacher: TeacherConfig
     budget: BudgetConfig
+    acquisition: AcquisitionConfig = AcquisitionConfig()
     student: StudentConfig = StudentConfig()
     ta: TAConfig = TAConfig()
     warmup: WarmupConfig = WarmupConfig()

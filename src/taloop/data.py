@@ -20,8 +20,10 @@ def tasks(params: Params) -> dict[str, Task]:
     return {name: get_task(name, spec) for name, spec in params.data.tasks.items()}
 
 
-def responses() -> list[dict[str, Any]]:
-    return read_jsonl(paths.RESPONSES)
+def responses(acquired: bool = True) -> list[dict[str, Any]]:
+    """Teacher replies bought up front, then (``acquired``) those the acquire stage bought."""
+    rows = read_jsonl(paths.RESPONSES)
+    return rows + read_jsonl(paths.ACQUIRED) if acquired else rows
 
 
 def prompts(params: Params, split: str = "train") -> dict[str, str]:

@@ -8,6 +8,9 @@ TEACHER_DIR = Path("data/teacher")
 RESPONSES = TEACHER_DIR / "responses.jsonl"
 METRICS = Path("metrics")
 TEACHER_METRICS = METRICS / "teacher.json"
+ACQUIRED = Path("data/acquired/responses.jsonl")
+ACQUISITION_SCORES = Path("data/acquired/scores.jsonl")
+ACQUISITION_METRICS = METRICS / "acquisition.json"
 
 
 def split_file(split: str) -> Path:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from taloop.acquisition import warm_count
 from taloop.config import Params, TrainingConfig
 from taloop.selection import example_weights
 from taloop.training import TrainExample, TrainSettings
@@ -31,9 +31,13 @@ def teacher_data_fingerprint(responses: Sequence[dict[str, Any]]) -> str:
     return hashlib.sha256(keys.encode()).hexdigest()[:16]
 
 
-def split_warmup(responses: Sequence[dict[str, Any]], fraction: float) -> tuple[list[dict], list[dict]]:
-    """Replies are in the fixed task-stratified purchase order, so a prefix is stratified too."""
-    n_warm = max(1, math.floor(fraction * len(responses)))
+def split_warmup(responses: Sequence[dict[str, Any]], params: Params) -> tuple[list[dict], list[dict]]:
+    """Random acquisition: replies are in the fixed task-stratified purchase order, so a
+    prefix is stratified too. Active: the warm-up is what was bought up front, stage 2 what
+    the acquire stage bought."""
+    if params.acquisition.mode == "active":
+        return [r for r in responses if not r.get("acquired")], [r for r in responses if r.get("acquired")]
+    n_warm = warm_count(len(responses), params.warmup.fraction)
     return list(responses[:n_warm]), list(responses[n_warm:])
 
 
@@ -60,7 +64,7 @@ def plan_variant(
 ) -> TrainPlan:
     """``signals`` maps (id, sample) of a reply to its signal row; ``prompts`` id -> prompt."""
     variant = params.variants[name]
-    _, rest = split_warmup(responses, params.warmup.fraction)
+    _, rest = split_warmup(responses, params)
     two_stage = variant.schedule == "two_stage"
     pool = rest if two_stage else list(responses)
     needs_signals = bool(variant.signals)

@@ -46,15 +46,50 @@ def student_outputs(
 
 
 def ta_scores(
-    params: Params, ta: tuple[Any, Any], questions: Sequence[str], outputs: Sequence[str], what: str
+    params: Params,
+    ta: tuple[Any, Any],
+    questions: Sequence[str],
+    outputs: Sequence[str],
+    what: str,
+    scorers: Sequence[str] = ("likelihood", "judge"),
 ) -> dict[str, list[float]]:
-    """Both TA scorers for each (question, output) pair."""
+    """The TA's ``scorers`` for each (question, output) pair."""
     model, tok = ta
-    prompts = [render(params.teacher.prompt_template, question=q) for q in questions]
     bs = params.ta.batch_size
+    out = {}
+    if "likelihood" in scorers:
+        prompts = [render(params.teacher.prompt_template, question=q) for q in questions]
+        out["likelihood"] = likelihood_confidence(
+            model, tok, prompts, outputs, bs, desc=f"TA likelihood {what}"
+        )
+    if "judge" in scorers:
+        out["judge"] = judge_confidence(model, tok, questions, outputs, bs, desc=f"TA judge {what}")
+    return out
+
+
+def sureness(
+    params: Params,
+    student_dir: Path,
+    ta_dir: Path,
+    warm_adapter: Path,
+    questions: Sequence[Example],
+    tasks: dict[str, Task],
+) -> dict[str, dict[str, Any]]:
+    """Per question id: the warmed-up student's self-consistency, the TA's confidence (with
+    ``ta.scorer``) in its majority output, and whether that output is right (diagnostic, gold)."""
+    outs = student_outputs(params, student_dir, warm_adapter, questions, tasks)
+    scorer = params.ta.scorer
+    conf = ta_scores(
+        params, load_saved(ta_dir), [ex.question for ex in questions],
+        [outs[ex.id]["student_output"] for ex in questions], "student", scorers=(scorer,),
+    )[scorer]  # fmt: skip
     return {
-        "likelihood": likelihood_confidence(model, tok, prompts, outputs, bs, desc=f"TA likelihood {what}"),
-        "judge": judge_confidence(model, tok, questions, outputs, bs, desc=f"TA judge {what}"),
+        ex.id: {
+            "sc": outs[ex.id]["sc"],
+            "ta_conf_student": c,
+            "student_correct": outs[ex.id]["student_correct"],
+        }
+        for ex, c in zip(questions, conf, strict=True)
     }
 
 

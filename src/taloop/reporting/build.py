@@ -12,6 +12,7 @@ from taloop.io import atomic_write_text, read_json, read_jsonl, write_json
 from taloop.reporting import diagnostics, figures
 from taloop.reporting.document import markdown, to_html
 from taloop.reporting.summary import build_summary
+from taloop.teachers.collect import total_teacher_metrics
 
 FLAGGED_PER_TASK = 2
 
@@ -48,7 +49,9 @@ def _write_plot_data(name: str, records: list[dict[str, Any]]) -> None:
 def build(params: Params) -> dict[str, Any]:
     variants = [params.baseline, *params.compare]
     evals = {v: read_json(paths.eval_metrics(v)) for v in variants}
-    summary = build_summary(params, evals, read_json(paths.TEACHER_METRICS), read_json(paths.SIGNAL_METRICS))
+    acquisition = read_json(paths.ACQUISITION_METRICS)
+    teacher = total_teacher_metrics(read_json(paths.TEACHER_METRICS), acquisition.get("teacher"))
+    summary = build_summary(params, evals, teacher, read_json(paths.SIGNAL_METRICS), acquisition)
     write_json(paths.SUMMARY, summary)
 
     rows = [r for r in read_jsonl(paths.SIGNALS) if "sc" in r]

@@ -43,6 +43,22 @@ def usd(x: float) -> str:
     return f"${x:.4f}"
 
 
+def _acquisition(acq: Mapping[str, Any]) -> str:
+    if acq["mode"] == "random":
+        return "random: the whole budget bought up front in the fixed task-stratified order"
+
+    def share(key: str) -> str:  # None where every scored question was bought
+        return "n/a" if acq[key] is None else pct(acq[key])
+
+    return (
+        f"active: warm-up share bought up front, then {acq['replies']} replies on the least-sure of "
+        f"{acq['scored_questions']} scored questions (mean sureness {share('sureness_mean_chosen')} "
+        f"chosen vs {share('sureness_mean_not_chosen')} not; the warmed-up student was right on "
+        f"{share('diagnostic_student_accuracy_chosen')} of those chosen and "
+        f"{share('diagnostic_student_accuracy_not_chosen')} of the others, by gold)"
+    )
+
+
 def run_card_table(run: Mapping[str, Any], teacher_accuracy: float | None) -> str:
     t = run["teacher"]
     teacher = f"{t['model']} ({t['backend']} backend, prompt {t['prompt_template']})"
@@ -56,6 +72,7 @@ def run_card_table(run: Mapping[str, Any], teacher_accuracy: float | None) -> st
         ("teaching assistant", f"{run['ta']} ({run['ta_scorer']} scorer)"),
         ("teacher", teacher),
         ("budget", f"{budget['queries']} teacher queries; USD cap {cap}"),
+        ("acquisition", _acquisition(run["acquisition"])),
         (
             "teacher spend",
             f"{usd(spend['usd_value'])} for {spend['replies']} replies "

@@ -29,7 +29,7 @@ def git_revision() -> str | None:
     return out.stdout.strip() or None
 
 
-def run_card(params: Params, teacher: Mapping[str, Any]) -> dict[str, Any]:
+def run_card(params: Params, teacher: Mapping[str, Any], acquisition: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "student": params.student.model,
         "ta": params.ta.model,
@@ -41,6 +41,7 @@ def run_card(params: Params, teacher: Mapping[str, Any]) -> dict[str, Any]:
             "prompt_template": params.teacher.prompt_template,
         },
         "budget": {"queries": params.budget.queries, "usd": params.budget.usd},
+        "acquisition": {k: v for k, v in acquisition.items() if k != "teacher"},
         "spend": {
             "replies": teacher["replies"],
             "usd_value": teacher["usd_value"],
@@ -87,8 +88,10 @@ def build_summary(
     evals: Mapping[str, Mapping[str, Any]],
     teacher: Mapping[str, Any],
     signals: Mapping[str, Any],
+    acquisition: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """``evals`` maps each variant (baseline first) to its metrics/eval/<variant>.json."""
+    """``evals`` maps each variant (baseline first) to its metrics/eval/<variant>.json;
+    ``teacher`` covers every reply bought (up front and by the acquire stage)."""
     base = params.baseline
     variants = {name: variant_row(m, teacher["usd_value"]) for name, m in evals.items()}
     verdicts = {
@@ -97,7 +100,7 @@ def build_summary(
         if name != base
     }
     return {
-        "run": run_card(params, teacher),
+        "run": run_card(params, teacher, acquisition),
         "baseline": base,
         "variants": variants,
         "verdicts": verdicts,

@@ -18,7 +18,7 @@ def main() -> None:
     logs.setup()
     params = load_params(paths.PARAMS)
     responses = data.responses()
-    _, rest = split_warmup(responses, params.warmup.fraction)
+    _, rest = split_warmup(responses, params)
     scope = {"stage2": rest}
     if params.signals.base_student:
         scope["all"] = responses

@@ -1,4 +1,5 @@
-"""warmup: LoRA-train the base student on the first `warmup.fraction` of the teacher replies."""
+"""warmup: LoRA-train the base student on the first `warmup.fraction` of the teacher replies
+(with active acquisition: on what collect_teacher bought, which is that share)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from taloop.training import train_lora
 def main() -> None:
     logs.setup()
     params = load_params(paths.PARAMS)
-    warm, _ = split_warmup(data.responses(), params.warmup.fraction)
+    warm, _ = split_warmup(data.responses(acquired=False), params)
     prompts = data.prompts(params)
     examples = [to_example(r, prompts[r["id"]]) for r in warm]
     train_lora(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,12 +20,20 @@ from taloop.config import Params
 from taloop.tasks.base import Example, Task
 from taloop.tasks.prompts import render
 from taloop.tasks.splits import stratified_order
-from taloop.teachers.base import Teacher, TeacherCallError, TeacherReply, TeacherRequest, price_usd
+from taloop.teachers.base import (
+    Teacher,
+    TeacherCallError,
+    TeacherFatalError,
+    TeacherReply,
+    TeacherRequest,
+    price_usd,
+)
 from taloop.teachers.batch import BatchState
 from taloop.teachers.budget import BudgetExhausted, Ledger, Reservation
 from taloop.teachers.cache import ReplyCache, cache_key
-from taloop.teachers.estimate import check_affordable, estimate
+from taloop.teachers.estimate import OverBudgetError, check_affordable, estimate
 from taloop.teachers.estimate import render as render_estimate
+from taloop.teachers.factory import make_teacher
 from taloop.teachers.limits import RateLimiter
 
 log = logging.getLogger(__name__)
@@ -47,21 +56,27 @@ class Collection:
     unbought: int = 0
     stop_reason: str | None = None
     failed: list[str] = field(default_factory=list)  # "id#sample: reason" after bounded retries
+    buying_seconds: float = 0.0  # wall time of the concurrent requests (not of planning or batches)
+
+
+def plan_for(params: Params, teacher: Teacher, questions: list[Example], limit: int) -> list[PlannedQuery]:
+    """(question, sample) pairs in question order, ``teacher.samples`` per question, ``limit`` at most."""
+    cfg = params.teacher
+    settings = teacher.settings()
+    planned = []
+    for ex in questions:
+        prompt = render(cfg.prompt_template, question=ex.question)
+        for sample in range(cfg.samples):
+            if len(planned) == limit:
+                return planned
+            key = cache_key(teacher.backend, teacher.model, prompt, settings, sample)
+            planned.append(PlannedQuery(TeacherRequest(ex, prompt, sample, key), key))
+    return planned
 
 
 def plan_queries(params: Params, pool: list[Example], teacher: Teacher) -> list[PlannedQuery]:
     """The first ``budget.queries`` (question, sample) pairs of the fixed purchase order."""
-    cfg = params.teacher
-    settings = teacher.settings()
-    planned = []
-    for ex in stratified_order(pool, params.budget.order_seed):
-        prompt = render(cfg.prompt_template, question=ex.question)
-        for sample in range(cfg.samples):
-            key = cache_key(teacher.backend, teacher.model, prompt, settings, sample)
-            planned.append(PlannedQuery(TeacherRequest(ex, prompt, sample, key), key))
-            if len(planned) == params.budget.queries:
-                return planned
-    return planned
+    return plan_for(params, teacher, stratified_order(pool, params.budget.order_seed), params.budget.queries)
 
 
 def check_cache_only(planned: list[PlannedQuery], cache: ReplyCache) -> None:
@@ -106,32 +121,43 @@ def upper_usd(params: Params, teacher: Teacher, request: TeacherRequest) -> floa
 
 
 def collect(
-    params: Params, pool: list[Example], teacher: Teacher, cache: ReplyCache, tasks: dict[str, Task]
+    params: Params,
+    planned: list[PlannedQuery],
+    teacher: Teacher,
+    cache: ReplyCache,
+    tasks: dict[str, Task],
+    ledger: Ledger | None = None,
 ) -> tuple[Collection, Ledger]:
     """Replies for the planned queries, in plan order: cached ones free, the rest bought
-    (``teacher.concurrency`` in flight, or one batch) under the ledger."""
-    return asyncio.run(_collect(params, pool, teacher, cache, tasks))
+    (``teacher.concurrency`` in flight, or one batch) under ``ledger`` (default: the budget)."""
+    ledger = ledger or Ledger(params.budget.queries, params.budget.usd)
+    return asyncio.run(_collect(params, planned, teacher, cache, tasks, ledger))
 
 
 async def _collect(
-    params: Params, pool: list[Example], teacher: Teacher, cache: ReplyCache, tasks: dict[str, Task]
+    params: Params,
+    planned: list[PlannedQuery],
+    teacher: Teacher,
+    cache: ReplyCache,
+    tasks: dict[str, Task],
+    ledger: Ledger,
 ) -> tuple[Collection, Ledger]:
     cfg = params.teacher
-    planned = plan_queries(params, pool, teacher)
     if cfg.cache_only:
         check_cache_only(planned, cache)
     replies: list[TeacherReply | None] = [cache.get(q.key) for q in planned]
     todo = [i for i, reply in enumerate(replies) if reply is None]
     est = estimate(params, teacher, [planned[i].request for i in todo], len(planned))
     log.info("%s", render_estimate(est, teacher.backend, teacher.model))
-    check_affordable(params, est)
-    ledger = Ledger(params.budget.queries, params.budget.usd)
+    check_affordable(params, est, ledger.max_usd)
     result = Collection(cache_hits=len(planned) - len(todo))
     buyer = _Buyer(params, teacher, cache, ledger, result, replies)
     if cfg.batch_api and todo:
         await buyer.batch(planned, todo)
     elif todo:
+        start = time.perf_counter()
         await buyer.one_by_one(planned, todo)
+        result.buying_seconds = time.perf_counter() - start
     for query, reply in zip(planned, replies, strict=True):
         if reply is not None:
             task = tasks[query.request.example.task]
@@ -239,6 +265,46 @@ class _Buyer:
         )  # fmt: skip
 
 
+def teacher_or_exit(stage: str, params: Params) -> Teacher:
+    """The configured teacher; a missing API key ends the stage naming the variable."""
+    try:
+        return make_teacher(params)
+    except TeacherFatalError as err:
+        raise SystemExit(f"{stage}: {err}") from None
+
+
+def collect_or_exit(
+    stage: str,
+    params: Params,
+    planned: list[PlannedQuery],
+    teacher: Teacher,
+    cache: ReplyCache,
+    tasks: dict[str, Task],
+    ledger: Ledger | None = None,
+) -> tuple[Collection, dict[str, Any]]:
+    """:func:`collect` for a stage: a fatal error, a refused estimate or items that still
+    failed end the stage with a non-zero exit saying what is kept and how to resume."""
+    try:
+        result, ledger = collect(params, planned, teacher, cache, tasks, ledger)
+    except (TeacherFatalError, OverBudgetError, CacheMissError) as err:
+        raise SystemExit(f"{stage}: {err}") from None
+    metrics = teacher_metrics(params, result, ledger)
+    if result.failed:
+        for line in result.failed[:20]:
+            log.error("failed: %s", line)
+        raise SystemExit(
+            f"{stage}: {len(result.failed)} replies failed after "
+            f"{params.teacher.max_retries} retries each; the {metrics['queries_sent']} bought this run "
+            f"are cached (USD {metrics['usd_spent']:.4f}), so a rerun buys only the failed ones"
+        )
+    log.info(
+        "%d replies: %d bought (USD %.4f), %d from cache, %d unparsable",
+        metrics["replies"], metrics["queries_sent"], metrics["usd_spent"], metrics["cache_hits"],
+        metrics["unparsable"],
+    )  # fmt: skip
+    return result, metrics
+
+
 def teacher_metrics(params: Params, result: Collection, ledger: Ledger) -> dict[str, Any]:
     rows = result.rows
     per_task: dict[str, list[dict[str, Any]]] = defaultdict(list)
@@ -277,3 +343,21 @@ def teacher_metrics(params: Params, result: Collection, ledger: Ledger) -> dict[
             for task, items in sorted(per_task.items())
         },
     }
+
+
+def total_teacher_metrics(upfront: dict[str, Any], acquired: dict[str, Any] | None) -> dict[str, Any]:
+    """:func:`teacher_metrics` over both purchases: collect_teacher's and the acquire stage's."""
+    if not acquired:
+        return upfront
+    total = {k: v for k, v in upfront.items() if k != "per_task"}
+    for key in ("replies", "queries_sent", "cache_hits", "tokens_in", "tokens_out", "unparsable", "failed"):
+        total[key] = upfront[key] + acquired[key]
+    for key in ("usd_spent", "usd_value"):
+        total[key] = round(upfront[key] + acquired[key], 6)
+    parts = [m for m in (upfront, acquired) if m["replies"]]
+    total["diagnostic_teacher_accuracy_vs_gold"] = (
+        sum(m["diagnostic_teacher_accuracy_vs_gold"] * m["replies"] for m in parts) / total["replies"]
+        if parts
+        else None
+    )
+    return total

@@ -43,15 +43,14 @@ def estimate(params: Params, teacher: Teacher, to_buy: Sequence[TeacherRequest],
     )
 
 
-def check_affordable(params: Params, est: Estimate) -> None:
-    """Refuse to start a collection that might cost more than budget.usd, unless the user
-    asked to buy what fits and stop (budget.stop_at_budget)."""
-    cap = params.budget.usd
+def check_affordable(params: Params, est: Estimate, cap: float | None) -> None:
+    """Refuse to start a collection that might cost more than ``cap`` (what is left of
+    budget.usd), unless the user asked to buy what fits and stop (budget.stop_at_budget)."""
     bound = est.usd_upper_batch if params.teacher.batch_api else est.usd_upper
     if cap is not None and bound > cap and not params.budget.stop_at_budget:
         raise OverBudgetError(
             f"budget.usd: {est.to_buy} replies may cost up to USD {bound:.4f} (prompts plus "
-            f"teacher.max_tokens each), over the cap of USD {cap:.4f}; raise budget.usd, lower "
+            f"teacher.max_tokens each), over the USD {cap:.4f} left of the cap; raise budget.usd, lower "
             "budget.queries or teacher.max_tokens, or set budget.stop_at_budget: true to buy what fits"
         )
 

@@ -1,0 +1,61 @@
+"""acquire: with `acquisition: active`, spend the rest of the budget on the unbought
+questions the warmed-up student is least sure of; with random acquisition, buy nothing."""
+
+from __future__ import annotations
+
+import logging
+
+from taloop import data, logs, paths
+from taloop.acquisition import acquisition_metrics, candidates, choose, remaining_quotas, sureness
+from taloop.config import load_params
+from taloop.io import read_json, read_jsonl, write_json, write_jsonl
+from taloop.scoring import sureness as score_sureness
+from taloop.teachers.budget import Ledger
+from taloop.teachers.cache import ReplyCache, default_cache_dir
+from taloop.teachers.collect import collect_or_exit, teacher_or_exit
+
+log = logging.getLogger(__name__)
+
+
+def main() -> None:
+    logs.setup()
+    params = load_params(paths.PARAMS)
+    if params.acquisition.mode == "random":
+        write_jsonl(paths.ACQUIRED, [])
+        write_jsonl(paths.ACQUISITION_SCORES, [])
+        write_json(paths.ACQUISITION_METRICS, {"mode": "random", "replies": 0})
+        return
+    teacher = teacher_or_exit("acquire", params)  # a missing key fails here, before minutes of scoring
+    pool = data.examples("train")
+    bought = read_jsonl(paths.RESPONSES)
+    quotas = remaining_quotas(params, pool, teacher)
+    scored = candidates(params, pool, {r["id"] for r in bought}, quotas)
+    log.info("scoring %d unbought questions to choose %d replies", len(scored), sum(quotas.values()))
+    signals = score_sureness(
+        params, paths.BASE_STUDENT, paths.BASE_TA, paths.WARMUP, scored, data.tasks(params)
+    )
+    sure = {i: sureness(s["sc"], s["ta_conf_student"]) for i, s in signals.items()}
+    planned = choose(params, teacher, scored, sure, quotas)
+    usd_cap = params.budget.usd
+    if usd_cap is not None:  # one cap for both purchases
+        usd_cap -= read_json(paths.TEACHER_METRICS)["usd_spent"]
+    cache = ReplyCache(default_cache_dir())
+    result, metrics = collect_or_exit(
+        "acquire", params, planned, teacher, cache, data.tasks(params), Ledger(len(planned), usd_cap)
+    )
+    rows = [{**row, "acquired": "active", "sureness": sure[row["id"]]} for row in result.rows]
+    write_jsonl(paths.ACQUIRED, rows)
+    chosen = {r["id"] for r in rows}
+    write_jsonl(
+        paths.ACQUISITION_SCORES,
+        [{"id": ex.id, "task": ex.task, **signals[ex.id], "sureness": sure[ex.id], "chosen": ex.id in chosen}
+         for ex in scored],
+    )  # fmt: skip
+    write_json(
+        paths.ACQUISITION_METRICS,
+        {"mode": "active", **acquisition_metrics(signals, sure, rows), "teacher": metrics},
+    )
+
+
+if __name__ == "__main__":
+    main()
