@@ -124,7 +124,9 @@ def benchmark(overrides: list[str], profile: str | None, keep: Path | None = Non
     with tempfile.TemporaryDirectory() as tmp:
         repo, cache = Path(tmp) / "repo", Path(tmp) / "cache"
         _copy_repo(repo, overrides, profile)
-        env = dict(_env(), TALOOP_CACHE_DIR=str(cache))
+        # The copy's own source, not the editable install: editing the checkout during a
+        # half-hour run must not change the code the later stages run.
+        env = dict(_env(), TALOOP_CACHE_DIR=str(cache), PYTHONPATH=str(repo / "src"))
         stages = subprocess.run(
             ["dvc", "stage", "list", "--name-only"],
             cwd=repo,
