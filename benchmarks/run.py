@@ -120,8 +120,14 @@ def throughput(repo: Path, variants: list[str]) -> dict[str, Any]:
     return {"training": train, "evaluation_generated_tokens": generated}
 
 
-def benchmark(overrides: list[str], profile: str | None, keep: Path | None = None) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
+def benchmark(
+    overrides: list[str], profile: str | None, keep: Path | None = None, workdir: Path | None = None
+) -> dict[str, Any]:
+    """``workdir``: run there and leave the repository copy (models, DVC cache) and its teacher
+    cache behind, e.g. to run `dvc exp run` variations on top; default: a temporary directory."""
+    if workdir is not None:
+        workdir.mkdir(parents=True)
+    with contextlib.nullcontext(str(workdir)) if workdir else tempfile.TemporaryDirectory() as tmp:
         repo, cache = Path(tmp) / "repo", Path(tmp) / "cache"
         _copy_repo(repo, overrides, profile)
         # The copy's own source, not the editable install: editing the checkout during a
@@ -220,10 +226,13 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="param override")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", type=Path, help="copy the run's metrics, predictions and params here")
+    parser.add_argument(
+        "--workdir", type=Path, help="run in this new directory and keep it (repo copy with models, cache)"
+    )
     parser.add_argument("--readme", action="store_true", help="only regenerate the README table")
     args = parser.parse_args()
     if not args.readme:
-        results = benchmark(args.set, args.profile, args.keep)
+        results = benchmark(args.set, args.profile, args.keep, args.workdir)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     write_readme(json.loads(args.out.read_text()))
 

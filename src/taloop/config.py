@@ -249,6 +249,9 @@ class Stage2Config(TrainingConfig):
 
 
 class EvalConfig(_Section):
+    split: Literal["test", "val"] = Field(
+        "test", description="test for results; val when tuning params (keeps the test split unseen)"
+    )
     max_new_tokens: int = Field(160, gt=0, description="greedy decoding length cap")
     batch_size: int = Field(16, gt=0, description="test questions per generation call")
     bootstrap: int = Field(1000, ge=100, description="bootstrap resamples for CIs and paired tests")

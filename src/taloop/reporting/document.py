@@ -43,6 +43,9 @@ def usd(x: float) -> str:
     return f"${x:.4f}"
 
 
+_SPLIT_NAMES = {"test": "test", "val": "validation (a tuning run, not a result)"}
+
+
 def _acquisition(acq: Mapping[str, Any]) -> str:
     if acq["mode"] == "random":
         return "random: the whole budget bought up front in the fixed task-stratified order"
@@ -157,7 +160,8 @@ def markdown(summary: Mapping[str, Any], flagged: Sequence[Mapping[str, Any]], f
         "# taloop report",
         "Every number below is read from the tracked metrics (metrics/summary.json, built from "
         "metrics/eval/*.json, metrics/teacher.json and metrics/signals.json). Accuracies are "
-        "percentages of the test split; CIs are task-stratified bootstrap intervals and p-values "
+        f"percentages of the {_SPLIT_NAMES[run['eval_split']]} split; CIs are task-stratified "
+        "bootstrap intervals and p-values "
         f"paired bootstrap tests against {base}.",
         "## Verdict",
         "\n".join(f"- {text}" for text in summary["verdicts"].values()) or f"- Only {base} was run.",

@@ -41,6 +41,7 @@ def run_card(params: Params, teacher: Mapping[str, Any], acquisition: Mapping[st
             "prompt_template": params.teacher.prompt_template,
         },
         "budget": {"queries": params.budget.queries, "usd": params.budget.usd},
+        "eval_split": params.eval.split,
         "acquisition": {k: v for k, v in acquisition.items() if k != "teacher"},
         "spend": {
             "replies": teacher["replies"],

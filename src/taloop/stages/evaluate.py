@@ -1,4 +1,5 @@
-"""evaluate <variant>: greedy decoding on the test split; accuracy, CI, paired test vs baseline."""
+"""evaluate <variant>: greedy decoding on `eval.split` (test; val while tuning); accuracy, CI,
+paired test vs baseline."""
 
 from __future__ import annotations
 
@@ -21,9 +22,8 @@ def main(argv: list[str] | None = None) -> None:
         if ours != theirs:
             raise SystemExit(f"{variant} and {params.baseline} were trained on different teacher data")
         baseline_rows = read_jsonl(paths.predictions(params.baseline))
-    rows = predict(
-        params, paths.BASE_STUDENT, paths.stage2_model(variant), data.examples("test"), data.tasks(params)
-    )
+    questions = data.examples(params.eval.split)
+    rows = predict(params, paths.BASE_STUDENT, paths.stage2_model(variant), questions, data.tasks(params))
     write_jsonl(paths.predictions(variant), rows)
     summary = summarise(params, variant, rows, baseline_rows)
     write_json(paths.eval_metrics(variant), summary)
