@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import torch
 
-from taloop.config import Stage2Config, VariantSpec
-from taloop.generation import generate
+from taloop.config import Stage2Config, VariantSpec, validate_params
+from taloop.generation import GenerationBackendError, complete, generate
 from taloop.metrics import bootstrap_ci, flag_auc, paired_comparison
 from taloop.models import TINY_RANDOM, load_saved, load_source, materialize
 from taloop.selection import example_weights, rank_normalise, usefulness
@@ -106,6 +108,22 @@ def test_k_samples_per_prompt_in_one_call(tiny: tuple[Any, Any]) -> None:
     assert [len(o) for o in outs] == [3, 3, 3]
     greedy = [generate(model, tok, ["a", "bb"], max_new_tokens=5, batch_size=2) for _ in range(2)]
     assert greedy[0] == greedy[1]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("vllm") is not None, reason="vllm is installed here")
+def test_vllm_backend_without_vllm_fails_naming_the_param(raw_params: dict[str, Any], tmp_path: Path) -> None:
+    materialize(TINY_RANDOM, tmp_path / "student")
+    raw_params["generation"] = {"backend": "vllm"}
+    with pytest.raises(GenerationBackendError, match=r"generation\.backend: vllm .* not installed"):
+        complete(
+            validate_params(raw_params), tmp_path / "student", None, ["a"], max_new_tokens=3, batch_size=1
+        )
+    raw_params["generation"] = {"backend": "transformers"}
+    outs, tok = complete(
+        validate_params(raw_params), tmp_path / "student", None, ["a", "bb"], max_new_tokens=3, batch_size=2,
+        num_samples=2, temperature=1.0,
+    )  # fmt: skip
+    assert [len(o) for o in outs] == [2, 2] and tok.pad_token is not None
 
 
 @pytest.mark.parametrize(

@@ -248,6 +248,13 @@ class Stage2Config(TrainingConfig):
     )
 
 
+class GenerationConfig(_Section):
+    backend: Literal["transformers", "vllm"] = Field(
+        "transformers",
+        description="engine for student sampling and evaluation; vllm needs the vllm package (GPU machines)",
+    )
+
+
 class EvalConfig(_Section):
     split: Literal["test", "val"] = Field(
         "test", description="test for results; val when tuning params (keeps the test split unseen)"
@@ -269,6 +276,7 @@ class Params(_Section):
     signals: SignalsConfig = SignalsConfig()
     stage2: Stage2Config = Stage2Config()
     eval: EvalConfig = EvalConfig()
+    generation: GenerationConfig = GenerationConfig()
     variants: dict[str, VariantSpec] = Field(description="every variant a run may train (same teacher data)")
     baseline: str = Field("ft", description="the variant every other one is compared against")
     compare: list[str] = Field(description="variants trained and evaluated besides the baseline")

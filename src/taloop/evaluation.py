@@ -8,9 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from taloop.config import Params
-from taloop.generation import generate
+from taloop.generation import complete
 from taloop.metrics import bootstrap_ci, paired_comparison
-from taloop.models import load_student
 from taloop.tasks.base import Example, Task
 from taloop.tasks.prompts import render
 
@@ -18,11 +17,10 @@ from taloop.tasks.prompts import render
 def predict(
     params: Params, base_dir: Path, adapter: Path | None, test: Sequence[Example], tasks: dict[str, Task]
 ) -> list[dict[str, Any]]:
-    model, tok = load_student(base_dir, adapter)
     prompts = [render(params.teacher.prompt_template, question=ex.question) for ex in test]
-    outputs = generate(
-        model, tok, prompts, max_new_tokens=params.eval.max_new_tokens, batch_size=params.eval.batch_size,
-        bf16=params.student.bf16, desc="evaluate",
+    outputs, tok = complete(
+        params, base_dir, adapter, prompts, max_new_tokens=params.eval.max_new_tokens,
+        batch_size=params.eval.batch_size, desc="evaluate",
     )  # fmt: skip
     rows = []
     for ex, (text,) in zip(test, outputs, strict=True):

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from taloop.config import Params
-from taloop.generation import generate
+from taloop.generation import complete
 from taloop.metrics import flag_auc
-from taloop.models import load_saved, load_student
+from taloop.models import load_saved
 from taloop.signals import judge_confidence, likelihood_confidence, self_consistency
 from taloop.tasks.base import Example, Task
 from taloop.tasks.prompts import render
@@ -21,15 +20,12 @@ def student_outputs(
 ) -> dict[str, dict[str, Any]]:
     """Per example id: self-consistency of K samples and the student's majority output."""
     cfg = params.signals
-    model, tok = load_student(base_dir, adapter)
     prompts = [render(params.teacher.prompt_template, question=ex.question) for ex in questions]
-    samples = generate(
-        model, tok, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-        num_samples=cfg.samples, temperature=cfg.temperature, seed=cfg.seed, bf16=params.student.bf16,
+    samples, _ = complete(
+        params, base_dir, adapter, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
+        num_samples=cfg.samples, temperature=cfg.temperature, seed=cfg.seed,
         desc="student samples" if adapter else "base student samples",
     )  # fmt: skip
-    del model
-    gc.collect()
     out = {}
     for ex, texts in zip(questions, samples, strict=True):
         task = tasks[ex.task]
