@@ -31,9 +31,11 @@ import yaml
 
 from taloop import logs
 from taloop.io import read_json, read_jsonl
-from taloop.profiles import apply_profile
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from tests.pipeline import copy_repo  # noqa: E402  (the tests' repository copy, reused)
+
 RESULTS = REPO / "benchmarks/results.json"
 README = REPO / "README.md"
 START, END = "<!-- benchmark-table:start -->", "<!-- benchmark-table:end -->"
@@ -41,28 +43,17 @@ START, END = "<!-- benchmark-table:start -->", "<!-- benchmark-table:end -->"
 log = logging.getLogger("benchmark")
 
 
-def _copy_repo(dest: Path, overrides: list[str], profile: str | None) -> None:
-    files = subprocess.run(
-        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO, capture_output=True, text=True, check=True,
-    ).stdout.split("\0")  # fmt: skip
-    for rel in filter(None, files):
-        if (REPO / rel).is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, dest / rel)
-    if profile:
-        apply_profile(profile, dest / "params.yaml", dest / "profiles")
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    for item in overrides:
+def overrides_dict(items: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=[x, y]"]`` -> ``{"a": {"b": 1}, "c": ["x", "y"]}`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
         key, value = item.split("=", 1)
         *parents, leaf = key.split(".")
-        node = params
+        node = out
         for part in parents:
-            node = node[part]
+            node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for cmd in (["git", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "benchmark"]):
-        subprocess.run(cmd, cwd=dest, check=True, env=_env())
+    return out
 
 
 def _env() -> dict[str, str]:
@@ -129,7 +120,7 @@ def benchmark(
         workdir.mkdir(parents=True)
     with contextlib.nullcontext(str(workdir)) if workdir else tempfile.TemporaryDirectory() as tmp:
         repo, cache = Path(tmp) / "repo", Path(tmp) / "cache"
-        _copy_repo(repo, overrides, profile)
+        copy_repo(repo, profile, overrides_dict(overrides))
         # The copy's own source, not the editable install: editing the checkout during a
         # half-hour run must not change the code the later stages run.
         env = dict(_env(), TALOOP_CACHE_DIR=str(cache), PYTHONPATH=str(repo / "src"))

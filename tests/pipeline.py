@@ -39,8 +39,9 @@ def run(cwd: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def copy_repo(dest: Path, profile: str = "test", extra: dict[str, Any] | None = None) -> Path:
-    """Copy what git would ship (tracked and not ignored), apply a profile, commit."""
+def copy_repo(dest: Path, profile: str | None = "test", extra: dict[str, Any] | None = None) -> Path:
+    """Copy what git would ship (tracked and not ignored), apply a profile (None: the default)
+    and ``extra`` overrides, commit. Also used by benchmarks/run.py."""
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=REPO, capture_output=True, text=True, check=True,
@@ -50,7 +51,10 @@ def copy_repo(dest: Path, profile: str = "test", extra: dict[str, Any] | None = 
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
-    merged = apply_profile(profile, dest / "params.yaml", dest / "profiles")
+    if profile:
+        merged = apply_profile(profile, dest / "params.yaml", dest / "profiles")
+    else:
+        merged = yaml.safe_load((dest / "params.yaml").read_text())
     if extra:
         (dest / "params.yaml").write_text(yaml.safe_dump(deep_merge(merged, extra), sort_keys=False))
     run(dest, "git", "init", "-q")
