@@ -16,6 +16,7 @@ class TeacherRequest:
     prompt: str
     sample: int
     key: str = ""  # the cache key: also sent as Idempotency-Key, so a server may dedupe retries
+    prompt_tokens: int = 0  # Teacher.count_tokens(prompt), counted once when planned
 
 
 @dataclass(frozen=True)

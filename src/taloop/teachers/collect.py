@@ -66,11 +66,12 @@ def plan_for(params: Params, teacher: Teacher, questions: list[Example], limit: 
     planned = []
     for ex in questions:
         prompt = render(cfg.prompt_template, question=ex.question)
+        tokens = teacher.count_tokens(prompt)
         for sample in range(cfg.samples):
             if len(planned) == limit:
                 return planned
             key = cache_key(teacher.backend, teacher.model, prompt, settings, sample)
-            planned.append(PlannedQuery(TeacherRequest(ex, prompt, sample, key), key))
+            planned.append(PlannedQuery(TeacherRequest(ex, prompt, sample, key, tokens), key))
     return planned
 
 
@@ -114,10 +115,10 @@ def reply_row(params: Params, query: PlannedQuery, reply: TeacherReply, task: Ta
     }
 
 
-def upper_usd(params: Params, teacher: Teacher, request: TeacherRequest) -> float:
+def upper_usd(params: Params, request: TeacherRequest) -> float:
     """The most a request can cost: its prompt (or a bound on it) plus max_tokens out."""
     cfg = params.teacher
-    return price_usd(teacher.count_tokens(request.prompt), cfg.max_tokens, cfg.price, batch=cfg.batch_api)
+    return price_usd(request.prompt_tokens, cfg.max_tokens, cfg.price, batch=cfg.batch_api)
 
 
 def collect(
@@ -147,7 +148,7 @@ async def _collect(
         check_cache_only(planned, cache)
     replies: list[TeacherReply | None] = [cache.get(q.key) for q in planned]
     todo = [i for i, reply in enumerate(replies) if reply is None]
-    est = estimate(params, teacher, [planned[i].request for i in todo], len(planned))
+    est = estimate(params, [planned[i].request for i in todo], len(planned))
     log.info("%s", render_estimate(est, teacher.backend, teacher.model))
     check_affordable(params, est, ledger.max_usd)
     result = Collection(cache_hits=len(planned) - len(todo))
@@ -208,12 +209,12 @@ class _Buyer:
                     self.result.unbought += 1
                     return
                 try:
-                    reservation = self.ledger.reserve(upper_usd(self.params, self.teacher, request))
+                    reservation = self.ledger.reserve(upper_usd(self.params, request))
                 except BudgetExhausted as err:
                     self._stop(err, 1)
                     return
                 try:
-                    await limiter.acquire(self.teacher.count_tokens(request.prompt) + cfg.max_tokens)
+                    await limiter.acquire(request.prompt_tokens + cfg.max_tokens)
                     reply = await self.teacher.aquery(request)
                 except TeacherCallError as err:
                     self.ledger.release(reservation)
@@ -236,9 +237,7 @@ class _Buyer:
         reservations: dict[int, Reservation] = {}
         for n, i in enumerate(todo):
             try:
-                reservations[i] = self.ledger.reserve(
-                    upper_usd(self.params, self.teacher, planned[i].request)
-                )
+                reservations[i] = self.ledger.reserve(upper_usd(self.params, planned[i].request))
             except BudgetExhausted as err:
                 self._stop(err, len(todo) - n)
                 break

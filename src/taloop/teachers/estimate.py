@@ -7,7 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from taloop.config import Params
-from taloop.teachers.base import Teacher, TeacherRequest, price_usd
+from taloop.teachers.base import TeacherRequest, price_usd
 
 
 class OverBudgetError(RuntimeError):
@@ -28,9 +28,9 @@ class Estimate:
         return asdict(self)
 
 
-def estimate(params: Params, teacher: Teacher, to_buy: Sequence[TeacherRequest], planned: int) -> Estimate:
+def estimate(params: Params, to_buy: Sequence[TeacherRequest], planned: int) -> Estimate:
     cfg = params.teacher
-    tokens_in = sum(teacher.count_tokens(r.prompt) for r in to_buy)
+    tokens_in = sum(r.prompt_tokens for r in to_buy)
     tokens_out = len(to_buy) * cfg.max_tokens
     return Estimate(
         planned=planned,

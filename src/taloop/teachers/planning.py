@@ -17,4 +17,4 @@ def estimate_collection(params: Params) -> str:
     planned = plan_queries(params, pool, teacher)
     cache = ReplyCache(default_cache_dir())
     to_buy = [q.request for q in planned if q.key not in cache]
-    return render(estimate(params, teacher, to_buy, len(planned)), teacher.backend, teacher.model)
+    return render(estimate(params, to_buy, len(planned)), teacher.backend, teacher.model)
