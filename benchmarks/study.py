@@ -11,7 +11,9 @@ Each RUN_DIR holds one run's params.yaml, metrics/ and data/predictions/ (as wri
 - budget curve: accuracy against budget.queries (random acquisition), and the spend at which
   ta_loop first matches the baseline's full-budget accuracy (linear between measured budgets);
 - acquisition: every active run against the random run with the same seeds and budget, per
-  variant (same test items, so paired).
+  variant (same test items, so paired);
+- tuning: runs evaluated on the validation split (eval.split: val), each with the params it
+  changed against the first of them.
 
 Writes <out>.json and <out>.md: numbers only.
 """
@@ -34,6 +36,16 @@ log = logging.getLogger("study")
 N_BOOT = 2000
 
 
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def load_run(run: Path) -> dict[str, Any]:
     params = yaml.safe_load((run / "params.yaml").read_text())
     variants = [params["baseline"], *params["compare"]]
@@ -48,6 +60,8 @@ def load_run(run: Path) -> dict[str, Any]:
         usd += read_json(acquisition).get("teacher", {}).get("usd_value", 0.0)
     return {
         "name": run.name,
+        "split": params.get("eval", {}).get("split", "test"),
+        "params": _flatten(params),
         "seed": params["stage2"]["seed"],
         "seeds": {k: params[k]["seed"] for k in ("warmup", "signals", "stage2", "data", "teacher", "eval")},
         "budget": params["budget"]["queries"],
@@ -177,13 +191,31 @@ def acquisition_pairs(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "variants": by_variant}  # fmt: skip
 
 
+def tuning(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Validation runs against the first one: what each changed, and its accuracies."""
+    if not runs:
+        return []
+    ref = runs[0]["params"]
+    keys = sorted({k for r in runs for k in r["params"]})
+    return [
+        {
+            "run": r["name"],
+            "changed": {k: r["params"].get(k) for k in keys if r["params"].get(k) != ref.get(k)},
+            "accuracy": r["accuracy"],
+        }
+        for r in runs
+    ]
+
+
 def study(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, Any]:
-    random_runs = [r for r in runs if r["acquisition"] == "random"]
+    tested = [r for r in runs if r["split"] == "test"]
+    random_runs = [r for r in tested if r["acquisition"] == "random"]
     full = max(r["budget"] for r in random_runs)
     return {
         **seeds_table([r for r in random_runs if r["budget"] == full]),
         "budget_curve": budget_curve(random_runs, full, method),
-        "acquisition": acquisition_pairs(runs),
+        "acquisition": acquisition_pairs(tested),
+        "tuning": tuning([r for r in runs if r["split"] == "val"]),
     }
 
 
@@ -261,6 +293,17 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {v} | {row['pairs']} | {100 * row['random_accuracy']:.1f} | "
                 f"{100 * row['active_accuracy']:.1f} | {_rel(row['active_vs_random'])} |"
             )
+    if result["tuning"]:
+        variants = list(dict.fromkeys(v for row in result["tuning"] for v in row["accuracy"]))
+        lines += [
+            "", "## Tuning on the validation split", "",
+            "Each run against the first (the reference); accuracy on the validation split in %.", "",
+            "| run | changed | " + " | ".join(variants) + " |", "|---|---|" + "---|" * len(variants),
+        ]  # fmt: skip
+        for row in result["tuning"]:
+            changed = ", ".join(f"{k}={v}" for k, v in row["changed"].items()) or "(reference)"
+            cells = [f"{100 * row['accuracy'][v]:.1f}" if v in row["accuracy"] else "-" for v in variants]
+            lines.append(f"| {row['run']} | {changed} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -23,10 +23,13 @@ study = _study_module()
 TASKS = np.array(["a"] * 10 + ["b"] * 10)
 
 
-def _run(seed: int, budget: int, acquisition: str, acc: dict[str, float]) -> dict[str, Any]:
+def _run(
+    seed: int, budget: int, acquisition: str, acc: dict[str, float], split: str = "test", **params: Any
+) -> dict[str, Any]:
     correct = {v: (np.arange(20) < round(a * 20)).astype(float) for v, a in acc.items()}
     return {
         "name": f"{acquisition}{seed}-{budget}", "seed": seed, "budget": budget, "acquisition": acquisition,
+        "split": split, "params": {"eval.split": split, "stage2.mode": "weight", **params},
         "seeds": {"warmup": seed, "signals": seed, "stage2": seed}, "teacher_usd": budget / 100,
         "baseline": "ft", "accuracy": acc, "correct": correct, "tasks": TASKS,
     }  # fmt: skip
@@ -50,6 +53,8 @@ def test_curve_uses_only_seeds_run_at_every_budget_and_pairs_active_with_its_twi
         _run(0, 48, "random", {"ft": 0.4, "ta_loop": 0.45}),
         _run(0, 96, "active", {"ft": 0.55, "ta_loop": 0.65}),
         _run(2, 96, "active", {"ft": 0.55, "ta_loop": 0.65}),  # no random twin
+        _run(0, 96, "random", {"ft": 0.9, "ta_loop": 0.9}, split="val"),  # tuning runs: not in the tables
+        _run(0, 96, "random", {"ft": 0.9, "ta_loop": 0.8}, split="val", **{"stage2.mode": "filter"}),
     ]
     result = study.study(runs)
     assert result["mean_accuracy"] == pytest.approx({"ft": 0.4, "ta_loop": 0.45})
@@ -65,3 +70,5 @@ def test_curve_uses_only_seeds_run_at_every_budget_and_pairs_active_with_its_twi
     text = study.markdown(result)
     assert "ta_loop matches ft's full-budget accuracy (50.0%) at about 64 replies" in text
     assert "| ft | 1 | 50.0 | 55.0 | +10.0%" in text
+    assert [row["changed"] for row in result["tuning"]] == [{}, {"stage2.mode": "filter"}]
+    assert "| random0-96 | stage2.mode=filter | 90.0 | 80.0 |" in text
