@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import copy
+import importlib.util
+import types
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +14,15 @@ from taloop import logs
 REPO = Path(__file__).resolve().parent.parent
 
 logs.setup()
+
+
+def load_benchmark(name: str) -> types.ModuleType:
+    """A script under benchmarks/ as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", REPO / f"benchmarks/{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture

@@ -2,23 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
-from .conftest import REPO
-
-
-def _benchmark_module():
-    spec = importlib.util.spec_from_file_location("benchmark_run", REPO / "benchmarks/run.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import REPO, load_benchmark
 
 
 def test_readme_table_is_generated_from_results_json() -> None:
     results = json.loads((REPO / "benchmarks/results.json").read_text())
-    bench = _benchmark_module()
+    bench = load_benchmark("run")
     stages = set(results["stages"])
     assert {
         "prepare_data",

@@ -2,24 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import Any
 
 import numpy as np
 import pytest
 
-from .conftest import REPO
+from .conftest import load_benchmark
 
-
-def _study_module():
-    spec = importlib.util.spec_from_file_location("study", REPO / "benchmarks/study.py")
-    assert spec and spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-study = _study_module()
+study = load_benchmark("study")
 TASKS = np.array(["a"] * 10 + ["b"] * 10)
 
 
