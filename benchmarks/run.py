@@ -220,12 +220,18 @@ def main() -> None:
     parser.add_argument(
         "--workdir", type=Path, help="run in this new directory and keep it (repo copy with models, cache)"
     )
-    parser.add_argument("--readme", action="store_true", help="only regenerate the README table")
+    parser.add_argument(
+        "--readme",
+        action="store_true",
+        help="only regenerate the README table (from benchmarks/results.json)",
+    )
     args = parser.parse_args()
     if not args.readme:
         results = benchmark(args.set, args.profile, args.keep, args.workdir)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
-    write_readme(json.loads(args.out.read_text()))
+    # The README shows the committed default run only, not a study run written elsewhere.
+    if args.out.resolve() == RESULTS.resolve():
+        write_readme(json.loads(RESULTS.read_text()))
 
 
 if __name__ == "__main__":

@@ -56,8 +56,15 @@ class OpenAITeacher(ApiTeacher):
         }
 
     async def send(self, request: TeacherRequest) -> TeacherReply:
-        completion = await self.client.chat.completions.create(
-            **self.body(request), extra_headers={"Idempotency-Key": request.key}
+        # The client's generic post (same auth, retries and response parsing) rather than
+        # chat.completions.create: create() first walks every param through its type-driven
+        # transform, about 1.6 ms of CPU per request, which at 32 in flight was a third of
+        # the client's CPU; our body is plain JSON with no aliased fields, so it is sent as is.
+        completion = await self.client.post(
+            "/chat/completions",
+            cast_to=openai.types.chat.ChatCompletion,
+            body=self.body(request),
+            options={"headers": {"Idempotency-Key": request.key}},
         )
         return _reply(completion)
 
