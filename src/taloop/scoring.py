@@ -63,7 +63,7 @@ def ta_scores(
     return out
 
 
-def sureness(
+def question_signals(
     params: Params,
     student_dir: Path,
     ta_dir: Path,

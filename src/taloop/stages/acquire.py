@@ -9,7 +9,7 @@ from taloop import data, logs, paths
 from taloop.acquisition import acquisition_metrics, candidates, choose, remaining_quotas, sureness
 from taloop.config import load_params
 from taloop.io import read_json, read_jsonl, write_json, write_jsonl
-from taloop.scoring import sureness as score_sureness
+from taloop.scoring import question_signals
 from taloop.teachers.budget import Ledger
 from taloop.teachers.cache import ReplyCache, default_cache_dir
 from taloop.teachers.collect import collect_or_exit, teacher_or_exit
@@ -31,7 +31,7 @@ def main() -> None:
     quotas = remaining_quotas(params, pool, teacher)
     scored = candidates(params, pool, {r["id"] for r in bought}, quotas)
     log.info("scoring %d unbought questions to choose %d replies", len(scored), sum(quotas.values()))
-    signals = score_sureness(
+    signals = question_signals(
         params, paths.BASE_STUDENT, paths.BASE_TA, paths.WARMUP, scored, data.tasks(params)
     )
     sure = {i: sureness(s["sc"], s["ta_conf_student"]) for i, s in signals.items()}

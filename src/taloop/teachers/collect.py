@@ -131,7 +131,8 @@ def collect(
 ) -> tuple[Collection, Ledger]:
     """Replies for the planned queries, in plan order: cached ones free, the rest bought
     (``teacher.concurrency`` in flight, or one batch) under ``ledger`` (default: the budget)."""
-    ledger = ledger or Ledger(params.budget.queries, params.budget.usd)
+    if ledger is None:
+        ledger = Ledger(params.budget.queries, params.budget.usd)
     return asyncio.run(_collect(params, planned, teacher, cache, tasks, ledger))
 
 
