@@ -27,18 +27,24 @@ def warm_count(replies: int, fraction: float) -> int:
     return max(1, math.floor(fraction * replies))
 
 
+def _warm_split(
+    params: Params, pool: list[Example], teacher: Teacher
+) -> tuple[list[PlannedQuery], list[PlannedQuery]]:
+    """The random plan cut where warm-up ends."""
+    planned = plan_queries(params, pool, teacher)
+    n_warm = warm_count(len(planned), params.warmup.fraction)
+    return planned[:n_warm], planned[n_warm:]
+
+
 def upfront_plan(params: Params, pool: list[Example], teacher: Teacher) -> list[PlannedQuery]:
     """What collect_teacher buys: everything (random) or the warm-up share (active)."""
-    planned = plan_queries(params, pool, teacher)
-    if params.acquisition.mode == "active":
-        return planned[: warm_count(len(planned), params.warmup.fraction)]
-    return planned
+    warm, rest = _warm_split(params, pool, teacher)
+    return warm if params.acquisition.mode == "active" else warm + rest
 
 
 def remaining_quotas(params: Params, pool: list[Example], teacher: Teacher) -> Counter[str]:
     """Replies per task still to buy after the up-front share: as many as random would buy."""
-    planned = plan_queries(params, pool, teacher)
-    rest = planned[warm_count(len(planned), params.warmup.fraction) :]
+    _, rest = _warm_split(params, pool, teacher)
     return Counter(q.request.example.task for q in rest)
 
 

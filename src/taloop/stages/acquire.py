@@ -26,14 +26,12 @@ def main() -> None:
         write_json(paths.ACQUISITION_METRICS, {"mode": "random", "replies": 0})
         return
     teacher = teacher_or_exit("acquire", params)  # a missing key fails here, before minutes of scoring
-    pool = data.examples("train")
+    pool, tasks = data.examples("train"), data.tasks(params)
     bought = read_jsonl(paths.RESPONSES)
     quotas = remaining_quotas(params, pool, teacher)
     scored = candidates(params, pool, {r["id"] for r in bought}, quotas)
     log.info("scoring %d unbought questions to choose %d replies", len(scored), sum(quotas.values()))
-    signals = question_signals(
-        params, paths.BASE_STUDENT, paths.BASE_TA, paths.WARMUP, scored, data.tasks(params)
-    )
+    signals = question_signals(params, paths.BASE_STUDENT, paths.BASE_TA, paths.WARMUP, scored, tasks)
     sure = {i: sureness(s["sc"], s["ta_conf_student"]) for i, s in signals.items()}
     planned = choose(params, teacher, scored, sure, quotas)
     usd_cap = params.budget.usd
@@ -41,7 +39,7 @@ def main() -> None:
         usd_cap -= read_json(paths.TEACHER_METRICS)["usd_spent"]
     cache = ReplyCache(default_cache_dir())
     result, metrics = collect_or_exit(
-        "acquire", params, planned, teacher, cache, data.tasks(params), Ledger(len(planned), usd_cap)
+        "acquire", params, planned, teacher, cache, tasks, Ledger(len(planned), usd_cap)
     )
     rows = [{**row, "acquired": "active", "sureness": sure[row["id"]]} for row in result.rows]
     write_jsonl(paths.ACQUIRED, rows)
