@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from taloop.io import read_jsonl
+from taloop.teachers.cache import ReplyCache
 
 from .conftest import REPO
 from .fake_api import FakeAPI, Faults
@@ -67,11 +68,11 @@ def test_kill_9_then_rerun_buys_nothing_twice(tmp_path: Path, isolated_cache: Pa
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 120
-        while len(list(isolated_cache.rglob("*.json"))) < 30 and time.monotonic() < deadline:
+        while len(ReplyCache(isolated_cache)) < 30 and time.monotonic() < deadline:
             time.sleep(0.05)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        cached_at_kill = len(list(isolated_cache.rglob("*.json")))
+        cached_at_kill = len(ReplyCache(isolated_cache))
         assert 30 <= cached_at_kill < 120
         result = _collect(repo)
     assert result.returncode == 0, result.stderr
@@ -119,5 +120,5 @@ def test_final_failures_exit_non_zero_and_keep_what_was_bought(
         "replies failed after 1 retries each" in result.stderr
         and "a rerun buys only the failed ones" in result.stderr
     )
-    cached = len(list(isolated_cache.rglob("*.json")))
+    cached = len(ReplyCache(isolated_cache))
     assert 0 < cached == len(api.ledger.billed) < 24

@@ -5,6 +5,7 @@ never over budget, retries bounded."""
 from __future__ import annotations
 
 import asyncio
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -47,24 +48,32 @@ def _collect(params: Params, cache_dir: Path) -> tuple[Any, dict[str, Any], Repl
     return result, teacher_metrics(params, result, ledger), cache
 
 
-@pytest.mark.parametrize(("backend", "queries"), [("openai", 300), ("anthropic", 120)])
+@pytest.mark.parametrize(
+    ("backend", "queries", "http_client"),
+    [("openai", 300, "aiohttp"), ("openai", 120, "httpx"), ("anthropic", 120, "aiohttp")],
+)
 def test_faults_leave_every_item_answered_once_and_billed_once(
     backend: str,
     queries: int,
+    http_client: str,
     raw_params: dict[str, Any],
     isolated_cache: Path,
     monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     monkeypatch.setenv(KEY_ENV[backend], FAKE_KEY)
     # A legitimately slow reply must not time out (a retry would bill it twice): generous
     # client timeout, and injected hangs longer than it.
     with FakeAPI(Faults(rate=0.3, hang_s=3.0)) as api:
-        params = _params(raw_params, api, backend, queries, max_tokens=64)
+        params = _params(raw_params, api, backend, queries, max_tokens=64, http_client=http_client)
         bound = queries * price_usd(600, 64, params.teacher.price)  # prompts here are far below 600 bytes
         params = params.model_copy(update={"budget": params.budget.model_copy(update={"usd": bound})})
-        result, metrics, cache = _collect(params, isolated_cache)
+        result, metrics, _ = _collect(params, isolated_cache)
+    gc.collect()  # an HTTP session left open would be reported as it is collected
+    assert "Unclosed" not in caplog.text
     assert metrics["replies"] == len(result.rows) == queries and not result.failed
     keys = {q.key for q in plan_queries(params, make_splits(params.data)["train"], make_teacher(params))}
+    cache = ReplyCache(isolated_cache)  # as a rerun would read it from disk
     assert len(keys) == queries and all(k in cache for k in keys)
     assert len(api.ledger.billed) == queries and set(api.ledger.billed.values()) == {1}
     # every kind of fault was injected, and retries stayed within their bound
@@ -118,9 +127,16 @@ def test_batch_api_counts_failed_and_expired_rows_and_resumes_instead_of_resubmi
         teacher = make_teacher(params)
         requests = [q.request for q in plan_queries(params, make_splits(params.data)["train"], teacher)]
         state = BatchState(isolated_cache, backend, [r.key for r in requests])
-        # the run is killed while the batch is still in progress: its id is on disk
+
+        async def stopped_while_polling() -> None:
+            try:
+                await asyncio.wait_for(teacher.run_batch(requests, state), timeout=0.5)
+            finally:
+                await teacher.aclose()
+
+        # the run is stopped while the batch is still in progress: its id is on disk
         with pytest.raises(TimeoutError):
-            asyncio.run(asyncio.wait_for(teacher.run_batch(requests, state), timeout=0.5))
+            asyncio.run(stopped_while_polling())
         assert state.load() is not None and api.ledger.batches_created == 1
         faults.batch_polls = 0
         result, metrics, _ = _collect(params, isolated_cache)

@@ -124,6 +124,9 @@ class _Crashing:
             raise KeyboardInterrupt("killed")
         return await self.inner.aquery(request)
 
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+
 
 def test_a_usd_cap_below_the_upper_bound_refuses_to_start(setup) -> None:
     params, pool, tasks, cache = setup(usd=0.0001)

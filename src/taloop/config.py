@@ -143,6 +143,11 @@ class TeacherConfig(_Section):
     )
     max_retries: int = Field(4, ge=0, le=20, description="retries per request on 429/5xx/timeouts/drops")
     timeout_s: float = Field(120.0, gt=0, description="per-request timeout in seconds")
+    http_client: Literal["aiohttp", "httpx"] = Field(
+        "aiohttp",
+        description="openai/anthropic: the SDK's HTTP transport (aiohttp: less CPU per request; "
+        "httpx: the SDKs' default)",
+    )
     batch_api: bool = Field(False, description="openai/anthropic: buy through the batch API (discounted)")
     batch_poll_s: float = Field(30.0, gt=0, description="seconds between batch status polls")
 

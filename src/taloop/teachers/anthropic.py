@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import anthropic
 
@@ -30,17 +30,14 @@ def _reply(message: Any) -> TeacherReply:
 class AnthropicTeacher(ApiTeacher):
     backend = "anthropic"
     default_key_env = "ANTHROPIC_API_KEY"
+    client_class = anthropic.AsyncAnthropic
+    http_clients: ClassVar[dict[str, Any]] = {
+        "aiohttp": anthropic.DefaultAioHttpClient,
+        "httpx": anthropic.DefaultAsyncHttpxClient,
+    }
     fatal = (anthropic.AuthenticationError, anthropic.PermissionDeniedError, anthropic.NotFoundError)
     failed = (anthropic.APIStatusError, anthropic.APIConnectionError)  # incl. timeouts, 529
     malformed = (json.JSONDecodeError, anthropic.APIResponseValidationError)
-
-    def make_client(self, key: str) -> anthropic.AsyncAnthropic:
-        return anthropic.AsyncAnthropic(
-            api_key=key,
-            base_url=self.cfg.base_url,
-            max_retries=self.cfg.max_retries,
-            timeout=self.cfg.timeout_s,
-        )
 
     def settings(self) -> dict[str, Any]:
         # The Messages API of this client version has no sampling temperature to send.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, ClassVar
 
 from taloop.config import TeacherConfig
 from taloop.teachers.base import TeacherCallError, TeacherFatalError, TeacherReply, TeacherRequest
@@ -31,7 +31,10 @@ def token_upper_bound(text: str) -> int:
 class ApiTeacher:
     backend = ""
     default_key_env = ""
-    # exception types of the client, filled in by subclasses
+    # filled in by subclasses from their SDK: the async client class, its HTTP clients by
+    # teacher.http_client, and its exception types
+    client_class: Any = None
+    http_clients: ClassVar[dict[str, Any]] = {}
     fatal: tuple[type[BaseException], ...] = ()
     failed: tuple[type[BaseException], ...] = ()
     malformed: tuple[type[BaseException], ...] = ()
@@ -39,14 +42,33 @@ class ApiTeacher:
     def __init__(self, cfg: TeacherConfig, key: str | None) -> None:
         self.cfg = cfg
         self.model = cfg.model
-        self.client: Any = self.make_client(key) if key is not None else None
+        self._key = key
+        self._client: Any = None
 
     @property
     def key_env(self) -> str:
         return self.cfg.api_key_env or self.default_key_env
 
-    def make_client(self, key: str) -> Any:
-        raise NotImplementedError
+    @property
+    def client(self) -> Any:
+        """The SDK client, made on first use inside the running event loop: an aiohttp
+        session belongs to the loop it was opened in, and each collection runs its own."""
+        if self._key is None:
+            raise TeacherFatalError("teacher built without a key (estimate only) cannot send requests")
+        if self._client is None:
+            self._client = self.client_class(
+                api_key=self._key,
+                base_url=self.cfg.base_url,
+                max_retries=self.cfg.max_retries,
+                timeout=self.cfg.timeout_s,
+                http_client=self.http_clients[self.cfg.http_client](),
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            await client.close()
 
     def settings(self) -> dict[str, Any]:
         # base_url is part of a reply's identity: the same model name on another server is
@@ -64,8 +86,6 @@ class ApiTeacher:
         raise NotImplementedError
 
     async def aquery(self, request: TeacherRequest) -> TeacherReply:
-        if self.client is None:
-            raise TeacherFatalError("teacher built without a key (estimate only) cannot send requests")
         return await self.call(lambda: self.send(request), f"{request.example.id}#{request.sample}")
 
     async def call(self, make: Callable[[], Awaitable[Any]], what: str) -> Any:

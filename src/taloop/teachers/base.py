@@ -52,6 +52,10 @@ class Teacher(Protocol):
         """One reply; raises TeacherCallError (item failed) or TeacherFatalError (stop)."""
         ...
 
+    async def aclose(self) -> None:
+        """Release connections opened in this event loop (called when a collection ends)."""
+        ...
+
 
 def api_key(env_name: str) -> str:
     """The key from the environment, checked before anything is sent. Keys are never

@@ -154,12 +154,16 @@ async def _collect(
     check_affordable(params, est, ledger.max_usd)
     result = Collection(cache_hits=len(planned) - len(todo))
     buyer = _Buyer(params, teacher, cache, ledger, result, replies)
-    if cfg.batch_api and todo:
-        await buyer.batch(planned, todo)
-    elif todo:
-        start = time.perf_counter()
-        await buyer.one_by_one(planned, todo)
-        result.buying_seconds = time.perf_counter() - start
+    try:
+        if cfg.batch_api and todo:
+            await buyer.batch(planned, todo)
+        elif todo:
+            start = time.perf_counter()
+            await buyer.one_by_one(planned, todo)
+            result.buying_seconds = time.perf_counter() - start
+    finally:
+        cache.close()
+        await teacher.aclose()
     for query, reply in zip(planned, replies, strict=True):
         if reply is not None:
             task = tasks[query.request.example.task]
@@ -193,7 +197,7 @@ class _Buyer:
     async def _store(self, i: int, key: str, reply: TeacherReply, reservation: Reservation) -> None:
         cfg = self.params.teacher
         usd = price_usd(reply.input_tokens, reply.output_tokens, cfg.price, batch=cfg.batch_api)
-        await asyncio.to_thread(self.cache.put, key, reply, {**self.record, "usd": usd})
+        await self.cache.put(key, reply, {**self.record, "usd": usd})
         self.ledger.settle(reservation, usd)
         self.replies[i] = reply
 
@@ -225,7 +229,7 @@ class _Buyer:
                     self.ledger.release(reservation)
                     raise
                 # Stored while holding the slot, so a kill loses at most `concurrency`
-                # replies: those in flight.
+                # replies: those in flight or in the group being written.
                 await self._store(i, planned[i].key, reply, reservation)
                 bar.update()
 
@@ -250,14 +254,16 @@ class _Buyer:
             for reservation in reservations.values():
                 self.ledger.release(reservation)
             raise
+        stores = []
         for i, reservation in reservations.items():
             key = planned[i].key
             if key in outcome.replies:
-                await self._store(i, key, outcome.replies[key], reservation)
+                stores.append(self._store(i, key, outcome.replies[key], reservation))
             else:
                 self.ledger.release(reservation)
                 request = planned[i].request
                 self.result.failed.append(f"{request.example.id}#{request.sample}: {outcome.failed[key]}")
+        await asyncio.gather(*stores)  # one journal write for the whole batch
         state.done()
         log.info(
             "batch %s (%s): %d replies, %d failed or expired",

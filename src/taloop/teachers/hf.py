@@ -45,3 +45,6 @@ class HFTeacher:
     async def aquery(self, request: TeacherRequest) -> TeacherReply:
         async with self._lock:
             return await asyncio.to_thread(self._generate, request)
+
+    async def aclose(self) -> None:
+        return None

@@ -7,7 +7,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import openai
 
@@ -35,17 +35,14 @@ def _reply(completion: Any) -> TeacherReply:
 class OpenAITeacher(ApiTeacher):
     backend = "openai"
     default_key_env = "OPENAI_API_KEY"
+    client_class = openai.AsyncOpenAI
+    http_clients: ClassVar[dict[str, Any]] = {
+        "aiohttp": openai.DefaultAioHttpClient,
+        "httpx": openai.DefaultAsyncHttpxClient,
+    }
     fatal = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
     failed = (openai.APIStatusError, openai.APIConnectionError)  # incl. timeouts
     malformed = (json.JSONDecodeError, openai.APIResponseValidationError)
-
-    def make_client(self, key: str) -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(
-            api_key=key,
-            base_url=self.cfg.base_url,
-            max_retries=self.cfg.max_retries,
-            timeout=self.cfg.timeout_s,
-        )
 
     def body(self, request: TeacherRequest) -> dict[str, Any]:
         return {

@@ -94,3 +94,6 @@ class SimulatedTeacher:
 
     async def aquery(self, request: TeacherRequest) -> TeacherReply:
         return self.query(request)
+
+    async def aclose(self) -> None:
+        return None
