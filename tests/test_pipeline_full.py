@@ -204,6 +204,7 @@ def test_active_acquisition_buys_the_rest_on_the_least_sure_questions(tiny_run: 
         assert chosen and left and max(chosen) <= min(left)
     metrics = _json(tiny_run / "metrics/acquisition.json")
     assert metrics["teacher"]["replies"] == len(acquired) and metrics["scored_questions"] == len(scores)
+    assert metrics["teacher"]["budget"]["queries"] == queries - len(upfront)  # what collect left
     # stage 2 is exactly what was acquired; ft trains on both purchases
     signals = _jsonl(tiny_run / "data/signals.jsonl")
     assert {(r["id"], r["sample"]) for r in signals} == {(r["id"], r["sample"]) for r in acquired}

@@ -62,18 +62,17 @@ def test_baseline_at_zero_reports_points_not_relative() -> None:
     assert "by 25.0% points" in text and "relative" not in text
 
 
-def _exp(rev: str, name: str | None, budget: int, error_rate: float, acc: dict[str, float]) -> dict[str, Any]:
+def _exp(
+    rev: str, name: str | None, budget: int, error_rate: float, acc: dict[str, float], split: str = "test"
+) -> dict[str, Any]:
     """One revision record shaped like dvc 3's `exp show --json`."""
+    params = {"budget": {"queries": budget}, "teacher": {"error_rate": error_rate}, "eval": {"split": split}}
     return {
         "rev": rev,
         "name": name,
         "data": {
             "rev": rev,
-            "params": {
-                "params.yaml": {
-                    "data": {"budget": {"queries": budget}, "teacher": {"error_rate": error_rate}}
-                }
-            },
+            "params": {"params.yaml": {"data": params}},
             "metrics": {
                 **{f"metrics/eval/{v}.json": {"data": {"accuracy": a, "n": 80}} for v, a in acc.items()},
                 "metrics/teacher.json": {"data": {"usd_spent": 0.1}},
@@ -90,6 +89,7 @@ def _exp_show() -> list[dict[str, Any]]:
         _exp("b" * 40, "exp-200", 200, 0.2, {"ft": 0.5, "ta_loop": 0.52}),
         _exp("c" * 40, "exp-400", 400, 0.2, {"ft": 0.55, "ta_loop": 0.6}),
         _exp("d" * 40, "exp-err", 100, 0.4, {"ft": 0.3, "ta_loop": 0.38}),
+        _exp("f" * 40, "exp-tune", 200, 0.2, {"ft": 0.9, "ta_loop": 0.1}, split="val"),  # left out
     ]
     base["experiments"] = [{"revs": [e], "name": e["name"], "executor": None} for e in exps]
     workspace = _exp("workspace", None, 400, 0.2, {"ft": 0.55, "ta_loop": 0.6})  # = exp-400, applied

@@ -50,13 +50,17 @@ def _entries(node: Any) -> Iterator[Mapping[str, Any]]:
 
 def runs_from_exp_show(payload: Any) -> list[Run]:
     """Runs with test metrics, named as `dvc exp show` names them; identical results listed
-    under several names (the workspace and the experiment it came from) are kept once."""
-    runs, seen = [], set()
+    under several names (the workspace and the experiment it came from) are kept once.
+    Tuning runs (`eval.split: val`) are left out: their accuracies are on another split."""
+    runs, seen, tuning = [], set(), 0
     # The workspace last, so results it shares with an experiment go by the experiment's name.
     entries = sorted(_entries(payload), key=lambda e: e["rev"] == "workspace")
     for entry in entries:
         data = entry["data"]
         params = (data.get("params") or {}).get("params.yaml", {}).get("data") or {}
+        if (params.get("eval") or {}).get("split", "test") != "test":
+            tuning += 1
+            continue
         accuracy = {
             path.removeprefix(EVAL_PREFIX).removesuffix(".json"): m["data"]["accuracy"]
             for path, m in (data.get("metrics") or {}).items()
@@ -70,6 +74,8 @@ def runs_from_exp_show(payload: Any) -> list[Run]:
         seen.add(key)
         rev = entry["rev"]
         runs.append(Run(entry.get("name") or (rev if rev == "workspace" else rev[:7]), params, accuracy))
+    if tuning:
+        log.info("left out %d revisions evaluated on the validation split (eval.split: val)", tuning)
     return runs
 
 

@@ -332,9 +332,9 @@ def teacher_metrics(params: Params, result: Collection, ledger: Ledger) -> dict[
         "usd_spent": round(ledger.usd, 6),
         "usd_value": round(sum(r["usd"] for r in rows), 6),
         "unparsable": sum(not r["parsed"] for r in rows),
-        "budget": {
-            "queries": params.budget.queries,
-            "usd": params.budget.usd,
+        "budget": {  # this purchase's allowance: acquire gets what collect_teacher left
+            "queries": ledger.max_queries,
+            "usd": ledger.max_usd,
             "exhausted": result.stop_reason is not None,
             "unbought": result.unbought,
         },
