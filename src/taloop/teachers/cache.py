@@ -1,13 +1,14 @@
 """Content-addressed, durable cache of teacher replies.
 
 A reply is keyed by the SHA-256 of everything that shapes it (backend, model, prompt,
-generation settings, sample index). Replies are appended to a journal (JSON lines), one
-journal per writing process, so a kill can at worst cut that process's last line short and
+generation settings, sample index). Replies are appended to a journal (JSON lines), a new
+one for each collection, so a kill can at worst cut that journal's last line short and
 never corrupts what another process wrote. Replies that arrive together are written and
 fsync'ed as one group (group commit) before any of them counts as bought: one fsync per
 group instead of a file, an fsync and a rename per reply, which at 32 requests in flight was
-the largest cost of collection after the client itself. Journals are never appended to after
-their process ends, so a torn last line is never followed by a good one.
+the largest cost of collection after the client itself. A journal is never appended to
+after its collection ends or a write to it fails, so a torn line is never followed by a good
+one.
 
 The cache lives outside DVC's outputs (see :func:`default_cache_dir`) so `dvc repro`/`dvc exp
 run` removing stage outputs never throws paid replies away. Caches written by taloop before
@@ -142,12 +143,26 @@ class ReplyCache:
             path = self.root / f"journal-{os.getpid()}-{uuid.uuid4().hex[:12]}.jsonl"
             self._journal = path.open("ab")
             _fsync_dir(self.root)  # the new journal's name must survive a crash too
-        self._journal.write(data)
-        self._journal.flush()
-        os.fdatasync(self._journal.fileno())
+        try:
+            self._journal.write(data)
+            self._journal.flush()
+            os.fdatasync(self._journal.fileno())
+        except BaseException:
+            # Part of the group may be on disk: the next group must not continue its line.
+            self._end_journal()
+            raise
 
-    def close(self) -> None:
-        """End this process's journal; a later put starts a new one."""
+    def _end_journal(self) -> None:
         if self._journal is not None:
-            self._journal.close()
-            self._journal = None
+            journal, self._journal = self._journal, None
+            try:
+                journal.close()
+            except OSError:
+                log.warning("reply cache: closing %s failed", journal.name, exc_info=True)
+
+    async def aclose(self) -> None:
+        """Wait for the group being written, then end this journal; a later put starts a new one."""
+        if self._writer is not None:
+            await asyncio.wait([self._writer])
+            self._writer = None  # it belongs to this event loop; the next collection runs its own
+        self._end_journal()

@@ -162,7 +162,7 @@ async def _collect(
             await buyer.one_by_one(planned, todo)
             result.buying_seconds = time.perf_counter() - start
     finally:
-        cache.close()
+        await cache.aclose()
         await teacher.aclose()
     for query, reply in zip(planned, replies, strict=True):
         if reply is not None:
