@@ -1,7 +1,7 @@
 """Teacher collection throughput against the local OpenAI-compatible test server.
 
     python benchmarks/teacher_throughput.py [--queries 500] [--latency 0.2] [--concurrency 1 8 32]
-                                           [--repeats 3] [--warmup 64]
+                                           [--repeats 3] [--warmup 64] [--http-client aiohttp]
 
 Runs the real collection path (official openai client, budget ledger, durable reply cache)
 once per concurrency level, each with an empty cache and the server in its own process, and
@@ -53,7 +53,7 @@ def _serve(conn: Connection, latency: float) -> None:
         conn.send(len(api.ledger.billed))
 
 
-def measure(queries: int, latency: float, concurrency: int) -> dict[str, float]:
+def measure(queries: int, latency: float, concurrency: int, http_client: str) -> dict[str, float]:
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     per_task = -(-queries // len(raw["data"]["tasks"]))
     raw["data"].update(train_per_task=per_task, val_per_task=1, test_per_task=1)
@@ -61,7 +61,8 @@ def measure(queries: int, latency: float, concurrency: int) -> dict[str, float]:
     ours, theirs = multiprocessing.Pipe()
     server = multiprocessing.Process(target=_serve, args=(theirs, latency), daemon=True)
     server.start()
-    raw["teacher"].update(backend="openai", model="bench", base_url=ours.recv(), concurrency=concurrency)
+    raw["teacher"].update(backend="openai", model="bench", base_url=ours.recv())
+    raw["teacher"].update(concurrency=concurrency, http_client=http_client)
     params = validate_params(raw)
     pool = make_splits(params.data)["train"]
     tasks = {n: get_task(n, s) for n, s in params.data.tasks.items()}
@@ -96,15 +97,17 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.2, help="server latency per request, seconds")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])
     parser.add_argument("--repeats", type=int, default=3, help="runs per level; the median is reported")
+    parser.add_argument("--http-client", choices=["aiohttp", "httpx"], default="aiohttp",
+                        help="teacher.http_client: the SDK's HTTP transport")  # fmt: skip
     parser.add_argument("--warmup", type=int, default=64, help="queries of an untimed first run (0: none)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks/results/teacher_throughput.json")
     args = parser.parse_args()
     os.environ.setdefault("OPENAI_API_KEY", "taloop-benchmark-key")  # the local server ignores it
     if args.warmup:
-        measure(args.warmup, args.latency, max(args.concurrency))
+        measure(args.warmup, args.latency, max(args.concurrency), args.http_client)
     levels = []
     for c in args.concurrency:
-        runs = [measure(args.queries, args.latency, c) for _ in range(args.repeats)]
+        runs = [measure(args.queries, args.latency, c, args.http_client) for _ in range(args.repeats)]
         shares = sorted(r["share_of_bound"] for r in runs)
         median = statistics.median_low(shares)  # an observed run, not an average of two
         level = {**next(r for r in runs if r["share_of_bound"] == median),
@@ -117,7 +120,8 @@ def main() -> None:
             100 * shares[-1], 100 * level["end_to_end_share_of_bound"],
         )  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    settings = {"queries": args.queries, "latency_s": args.latency, "warmup_queries": args.warmup}
+    settings = {"queries": args.queries, "latency_s": args.latency, "warmup_queries": args.warmup,
+                "http_client": args.http_client}  # fmt: skip
     args.out.write_text(json.dumps({**settings, "runs": levels}, indent=2))
 
 

@@ -57,7 +57,7 @@ def test_a_line_cut_short_by_a_kill_is_skipped_and_the_next_run_writes_a_new_jou
     resumed = ReplyCache(tmp_path)
     with caplog.at_level(logging.WARNING):
         assert len(resumed) == 3 and "key3" not in resumed
-    assert "skipped 1 journal lines cut short" in caplog.text
+    assert "skipped 1 incomplete journal lines" in caplog.text
 
     async def resume() -> None:
         await resumed.put("key3", _reply(3), {})

@@ -88,14 +88,17 @@ class ReplyCache:
                 try:
                     entry = json.loads(line)
                 except ValueError:
-                    torn += 1  # the last line of a process killed while writing it
+                    torn += 1  # cut short by a kill, or being written by another run now
                     continue
                 replies.setdefault(entry["key"], TeacherReply(**entry["reply"]))
         for path in self.root.glob("??/*.json"):  # the layout before the journal
             entry = json.loads(path.read_text(encoding="utf-8"))
             replies.setdefault(entry["key"], TeacherReply(**entry["reply"]))
         if torn:
-            log.warning("reply cache: skipped %d journal lines cut short by a killed run (unsettled)", torn)
+            log.warning(
+                "reply cache: skipped %d incomplete journal lines (a killed run's, or a run's now writing)",
+                torn,
+            )
         return replies
 
     def get(self, key: str) -> TeacherReply | None:
