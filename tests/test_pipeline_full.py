@@ -188,7 +188,7 @@ def _jsonl(path: Path) -> list[dict]:
 def test_active_acquisition_buys_the_rest_on_the_least_sure_questions(tiny_run: Path) -> None:
     # 16 of the 24 train questions: 4 up front, then 12 chosen from the other 20 (candidates
     # capped by what is left unbought in each task)
-    run(tiny_run, "dvc", "exp", "run", "-S", "acquisition.mode=active", "-S", "budget.queries=16")
+    out = run(tiny_run, "dvc", "exp", "run", "-S", "acquisition.mode=active", "-S", "budget.queries=16")
     params = load_params(tiny_run / "params.yaml")
     queries = params.budget.queries
     upfront = _jsonl(tiny_run / "data/teacher/responses.jsonl")
@@ -208,6 +208,11 @@ def test_active_acquisition_buys_the_rest_on_the_least_sure_questions(tiny_run: 
     # stage 2 is exactly what was acquired; ft trains on both purchases
     signals = _jsonl(tiny_run / "data/signals.jsonl")
     assert {(r["id"], r["sample"]) for r in signals} == {(r["id"], r["sample"]) for r in acquired}
+    # score_signals took the student's samples from acquire instead of drawing them again
+    questions = len({r["id"] for r in acquired})
+    assert f"reusing acquire's student samples for {questions} of {questions}" in out.stdout + out.stderr
+    sampled = {s["id"]: s["student_output"] for s in scores}
+    assert all(r["student_output"] == sampled[r["id"]] for r in signals)
     assert _json(tiny_run / "metrics/stage2/ft.json")["examples_trained"] == queries
     report = (tiny_run / "reports/report.md").read_text()
     assert f"then {len(acquired)} replies on the least-sure of {len(scores)} scored questions" in report

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,18 @@ from taloop.signals import judge_confidence, likelihood_confidence, self_consist
 from taloop.tasks.base import Example, Task
 from taloop.tasks.prompts import render
 
+log = logging.getLogger(__name__)
+
+# student_outputs' columns: the acquire stage stores them, so score_signals need not sample
+# the same questions again.
+STUDENT_COLUMNS = ("sc", "sc_entropy", "student_answer", "student_output", "student_correct")
+
 
 def student_outputs(
     params: Params, base_dir: Path, adapter: Path | None, questions: Sequence[Example], tasks: dict[str, Task]
 ) -> dict[str, dict[str, Any]]:
-    """Per example id: self-consistency of K samples and the student's majority output."""
+    """Per example id: self-consistency of K samples and the student's majority output
+    (the :data:`STUDENT_COLUMNS`)."""
     cfg = params.signals
     prompts = [render(params.teacher.prompt_template, question=ex.question) for ex in questions]
     samples, _ = complete(
@@ -71,22 +79,16 @@ def question_signals(
     questions: Sequence[Example],
     tasks: dict[str, Task],
 ) -> dict[str, dict[str, Any]]:
-    """Per question id: the warmed-up student's self-consistency, the TA's confidence (with
-    ``ta.scorer``) in its majority output, and whether that output is right (diagnostic, gold)."""
+    """Per question id: the warmed-up student's outputs (:func:`student_outputs`: its
+    self-consistency and majority output, and whether that is right, diagnostic) and the
+    TA's confidence (with ``ta.scorer``) in that output."""
     outs = student_outputs(params, student_dir, warm_adapter, questions, tasks)
     scorer = params.ta.scorer
     conf = ta_scores(
         params, load_saved(ta_dir), [ex.question for ex in questions],
         [outs[ex.id]["student_output"] for ex in questions], "student", scorers=(scorer,),
     )[scorer]  # fmt: skip
-    return {
-        ex.id: {
-            "sc": outs[ex.id]["sc"],
-            "ta_conf_student": c,
-            "student_correct": outs[ex.id]["student_correct"],
-        }
-        for ex, c in zip(questions, conf, strict=True)
-    }
+    return {ex.id: {**outs[ex.id], "ta_conf_student": c} for ex, c in zip(questions, conf, strict=True)}
 
 
 def score(
@@ -97,14 +99,22 @@ def score(
     scope: dict[str, Sequence[dict[str, Any]]],
     examples: dict[str, Example],
     tasks: dict[str, Task],
+    sampled: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """Signal rows for the replies in ``scope`` ("stage2": scored by the warmed-up student;
-    "all": additionally by the base student, in ``base_*`` columns)."""
+    "all": additionally by the base student, in ``base_*`` columns). ``sampled``: the
+    warmed-up student's outputs already drawn for some questions (:func:`student_outputs`
+    columns, by id; the acquire stage's), which are not sampled again."""
     students: dict[str, dict[str, dict[str, Any]]] = {}
     stage2_ids = list(dict.fromkeys(r["id"] for r in scope["stage2"]))
-    students[""] = student_outputs(
-        params, student_dir, warm_adapter, [examples[i] for i in stage2_ids], tasks
-    )
+    known = {i: {k: sampled[i][k] for k in STUDENT_COLUMNS} for i in stage2_ids if i in (sampled or {})}
+    missing = [examples[i] for i in stage2_ids if i not in known]
+    if known:
+        log.info(
+            "reusing acquire's student samples for %d of %d stage-2 questions", len(known), len(stage2_ids)
+        )
+    new = student_outputs(params, student_dir, warm_adapter, missing, tasks) if missing else {}
+    students[""] = {i: known.get(i) or new[i] for i in stage2_ids}
     replies = list(scope["stage2"])
     if "all" in scope:
         all_ids = list(dict.fromkeys(r["id"] for r in scope["all"]))

@@ -7,7 +7,7 @@ import logging
 
 from taloop import data, logs, paths
 from taloop.config import load_params
-from taloop.io import write_json, write_jsonl
+from taloop.io import read_jsonl, write_json, write_jsonl
 from taloop.schedule import split_warmup
 from taloop.scoring import score, signal_metrics
 
@@ -23,7 +23,11 @@ def main() -> None:
     if params.signals.base_student:
         scope["all"] = responses
     examples = {ex.id: ex for ex in data.examples("train")}
-    rows = score(params, paths.BASE_STUDENT, paths.BASE_TA, paths.WARMUP, scope, examples, data.tasks(params))
+    # acquire already sampled the warmed-up student on the questions it bought
+    sampled = {r["id"]: r for r in read_jsonl(paths.ACQUISITION_SCORES)}
+    rows = score(
+        params, paths.BASE_STUDENT, paths.BASE_TA, paths.WARMUP, scope, examples, data.tasks(params), sampled
+    )
     gc.collect()
     write_jsonl(paths.SIGNALS, rows)
     metrics = signal_metrics(rows, params.ta.scorer)
