@@ -23,7 +23,7 @@ from taloop import logs
 from taloop.config import validate_params
 from taloop.evaluation import predict
 from taloop.models import materialize
-from taloop.schedule import settings, to_example
+from taloop.schedule import epoch_steps, settings, to_example
 from taloop.tasks.prompts import render
 from taloop.tasks.registry import get_task
 from taloop.tasks.splits import make_splits
@@ -95,7 +95,13 @@ def main() -> None:
 
     start = time.perf_counter()
     adapter = work / "ft"
-    train_lora(student_dir, examples, settings(params, params.stage2), adapter, work / "curves")
+    train_lora(
+        student_dir,
+        examples,
+        settings(params, params.stage2, epoch_steps(len(examples), params.stage2)),
+        adapter,
+        work / "curves",
+    )
     timings["train_ft_s"] = time.perf_counter() - start
     start = time.perf_counter()
     rows = predict(params, student_dir, adapter, splits["val"], tasks)

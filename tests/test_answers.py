@@ -3,7 +3,14 @@ from __future__ import annotations
 import pytest
 
 from taloop.config import TaskSpec
-from taloop.tasks.answers import extract_number, extract_text, extract_yes_no
+from taloop.tasks.answers import (
+    extract,
+    extract_number,
+    extract_strict,
+    extract_text,
+    extract_yes_no,
+    final_answer_span,
+)
 from taloop.tasks.base import Example
 from taloop.tasks.reasoning_gym_tasks import RELATIONS
 from taloop.tasks.registry import get_task
@@ -97,3 +104,48 @@ def test_lowercase_yes_scores_against_capitalised_gold() -> None:
     task = get_task("syllogism", TaskSpec())
     ex = Example("x", "syllogism", "q", "Yes", {})
     assert task.is_correct(task.extract("the answer is yes"), ex)
+
+
+@pytest.mark.parametrize(
+    ("text", "answer_format", "strict", "lenient"),
+    [
+        # Only the explicit answer line counts: a trailing bare number is not an answer.
+        ("So 5 + 7 makes 12", "number", None, "12"),
+        ("The answer is 12.\nDouble-check: 3 steps, 15 apples", "number", "12", "12"),
+        ("Step 1 gives 7.\n#### 19", "number", None, "19"),
+        ("Answer: 3.0", "number", None, "3"),
+        ("We get \\boxed{56}", "number", None, "56"),
+        ("I think yes.", "yes_no", None, "Yes"),
+        ("It does not follow.\nAnswer: no", "yes_no", None, "No"),
+        ("The answer is NO, because the premises allow it.", "yes_no", "No", "No"),
+        ("He is her brother, I think.", "text", None, "brother"),
+        ("So she is his aunt.\nThe answer is niece.", "text", "niece", "niece"),
+    ],
+)
+def test_strict_extraction_reads_only_the_answer_line(
+    text: str, answer_format: str, strict: str | None, lenient: str | None
+) -> None:
+    assert extract_strict(text, answer_format, RELATIONS) == strict
+    assert extract(text, answer_format, RELATIONS) == lenient
+
+
+def test_task_extract_strict_ignores_fallbacks() -> None:
+    task = get_task("leg_counting", TaskSpec())
+    assert task.extract("2 cows have 8 legs") == "8"
+    assert task.extract_strict("2 cows have 8 legs") is None
+    assert task.extract_strict("2 cows have 8 legs.\nThe answer is 8 legs.") == "8"
+
+
+@pytest.mark.parametrize(
+    ("text", "span"),
+    [
+        ("Cats are mammals.\nThe answer is **Yes**.", "Yes"),
+        ("The answer is 10. Wait, no. The answer is 11.", "11"),
+        ("The answer is: 292 legs.\nDone.", "292 legs"),
+        ("The answer is .", None),
+        ("no answer line, 12", None),
+    ],
+)
+def test_final_answer_span(text: str, span: str | None) -> None:
+    found = final_answer_span(text)
+    assert (text[found[0] : found[1]] if found else None) == span

@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from taloop.acquisition import warm_count
-from taloop.config import load_params
+from taloop.config import TA_MEASURES, load_params
 
 from .conftest import REPO
 from .pipeline import copy_repo, run
@@ -59,6 +59,30 @@ def test_variants_share_the_teacher_data(tiny_run: Path) -> None:
     by_name = {m["variant"]: m for m in stage2}
     assert by_name["ft"]["examples_trained"] == 16 and not by_name["ft"]["from_warmup"]
     assert by_name["two_stage"]["examples_trained"] == 12 and by_name["two_stage"]["from_warmup"]
+    # Equal optimiser budget: ft's 4 steps (16 replies / 4 per batch, 1 epoch) for every variant,
+    # the two-stage ones after the warm-up's 1 step (4 replies), the oracle revisiting its rows.
+    assert {m["optimizer_steps_total"] for m in stage2} == {4}
+    assert by_name["ft"]["steps"] == 4
+    assert {by_name[v]["steps"] for v in ("two_stage", "ta_loop", "oracle")} == {3}
+    for m in stage2:
+        per_task = m["per_task"].values()
+        assert sum(t["replies"] for t in per_task) == (16 if m["variant"] == "ft" else 12)
+        assert sum(t["kept"] for t in per_task) == m["examples_trained"] and m["train_tokens"] > 0
+    assert all(t["wrong_loss_share"] == 0 for t in by_name["oracle"]["per_task"].values())
+    assert by_name["ta_loop"]["signal_plan"]["combine"] in ("mean", "gate")
+    calibration = _json(tiny_run / "metrics/calibration.json")
+    assert calibration["split"] == "val" and calibration["replies"] == 8  # 2 validation items x 4 tasks
+    assert by_name["ta_loop"]["signal_plan"]["measure"] == calibration["chosen"]["measure"]
+
+
+@pytest.mark.slow
+def test_a_forced_rerun_gives_byte_identical_predictions(tiny_run: Path, tmp_path: Path) -> None:
+    first = {p.name: p.read_bytes() for p in (tiny_run / "data/predictions").glob("*.jsonl")}
+    signals = (tiny_run / "data/signals.jsonl").read_bytes()
+    run(tiny_run, "dvc", "repro", "--force")
+    again = {p.name: p.read_bytes() for p in (tiny_run / "data/predictions").glob("*.jsonl")}
+    assert len(first) == 4 and again == first
+    assert (tiny_run / "data/signals.jsonl").read_bytes() == signals
 
 
 @pytest.mark.slow
@@ -67,9 +91,16 @@ def test_signals_cover_stage2_replies(tiny_run: Path) -> None:
     assert len(rows) == 12 and {r["stage"] for r in rows} == {"stage2"}
     for r in rows:
         assert r["sc"] in (0.5, 1.0)
-        assert 0 < r["ta_conf_teacher"] < 1 and 0 < r["ta_conf_student"] < 1
+        for whose in ("teacher", "student"):
+            # log-probabilities: the least likely token is at most the mean, both below 0
+            assert r[f"ta_{whose}_min_logprob"] <= r[f"ta_{whose}_mean_logprob"] < 0
+            assert all(f"ta_{whose}_{m}" in r for m in TA_MEASURES)
+        assert "ta_conf_teacher" not in r  # ta.scorer: auto decides at stage 2
     metrics = _json(tiny_run / "metrics/signals.json")
     assert metrics["diagnostic_uses_gold"] is True and "auc_ta_teacher_flags_wrong_teacher" in metrics
+    chosen = _json(tiny_run / "metrics/calibration.json")["chosen"]["measure"]
+    assert metrics["ta_summary_measure"] == chosen
+    assert set(metrics["signals"][f"ta_teacher_{chosen}"]["per_group"]) == TASKS
     assert (tiny_run / "metrics/train/warmup/plots/metrics/train/loss.tsv").is_file()
 
 

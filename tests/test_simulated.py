@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import re
+import statistics
+from collections import Counter
 from fractions import Fraction
 from statistics import fmean
+from typing import Any
 
 import pytest
 
@@ -168,3 +171,34 @@ def test_samples_of_one_prompt_differ(items: list[Example]) -> None:
     teacher = _teacher(error_rate=0.5)
     texts = {_ask(teacher, items[i], sample=s).text for i in range(200, 210) for s in range(4)}
     assert len(texts) > 10
+
+
+def _gold_groups(name: str, items: list[Example]) -> list[bool]:
+    """Splits items into two groups by gold answer: Yes vs No, above vs at or below the
+    median number, or the two most common relations vs the rest."""
+    fmt = BUILTIN_TASKS[name]
+    if fmt == "yes_no":
+        return [ex.gold.strip().lower() == "yes" for ex in items]
+    if fmt == "number":
+        median = statistics.median(float(ex.gold) for ex in items)
+        return [float(ex.gold) > median for ex in items]
+    top = {gold for gold, _ in Counter(ex.gold for ex in items).most_common(2)}
+    return [ex.gold in top for ex in items]
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_TASKS))
+def test_error_probability_does_not_track_the_gold_answer(raw_params: dict[str, Any], name: str) -> None:
+    # Errors that follow the gold answer would let any answer-biased signal (a leaning
+    # towards "Yes") flag wrong replies without detecting anything. Expected probabilities
+    # rather than sampled errors: exact and fast. Tasks params.yaml leaves out run at the
+    # generator's defaults.
+    configs = {n: (s or {}).get("config", {}) for n, s in raw_params["data"]["tasks"].items()}
+    teacher = _teacher(configs)
+    stream = get_task(name, TaskSpec(config=configs.get(name, {}))).stream(seed=0, needed=2000)
+    items = [ex for _, ex in zip(range(2000), stream, strict=False)]
+    groups = _gold_groups(name, items)
+    assert 0.2 < fmean(groups) < 0.8, "degenerate split"  # both groups big enough to compare
+    probability = [teacher.item_error_probability(ex) for ex in items]
+    in_group = fmean(p for p, g in zip(probability, groups, strict=True) if g)
+    rest = fmean(p for p, g in zip(probability, groups, strict=True) if not g)
+    assert abs(in_group - rest) <= 0.05, (in_group, rest)

@@ -7,16 +7,14 @@ import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 import torch
 
-from taloop.config import Stage2Config, VariantSpec, validate_params
+from taloop.config import validate_params
 from taloop.generation import GenerationBackendError, complete, generate
 from taloop.metrics import bootstrap_ci, flag_auc, paired_comparison
 from taloop.models import TINY_RANDOM, load_saved, load_source, materialize
-from taloop.selection import example_weights, rank_normalise, usefulness
-from taloop.signals import judge_confidence, likelihood_confidence, self_consistency
+from taloop.signals import judge_confidence, self_consistency, ta_measures
 from taloop.training import TrainExample, WeightedCollator, encode, weighted_loss
 
 
@@ -35,7 +33,7 @@ def _batch(tok: Any, examples: list[TrainExample]) -> dict[str, torch.Tensor]:
 def _grads(model: Any, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
     model.zero_grad()
     logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-    weighted_loss(logits, batch["labels"], batch["weight"]).backward()
+    weighted_loss(logits, batch["labels"], batch["weight"], normaliser=10.0).backward()
     return [p.grad.detach().clone() for p in model.parameters() if p.grad is not None]
 
 
@@ -49,14 +47,6 @@ def test_prompt_tokens_carry_no_loss(tiny: tuple[Any, Any]) -> None:
     scored = [t for t, lab in zip(row["input_ids"], row["labels"], strict=True) if lab != -100]
     assert tok.decode(scored).startswith("2 + 2 = 4")
     assert row["labels"][0] == -100
-
-
-def test_all_ones_weights_equal_the_plain_loss(tiny: tuple[Any, Any]) -> None:
-    model, tok = tiny
-    batch = _batch(tok, [A, B])
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-    ours = weighted_loss(out.logits, batch["labels"], torch.ones(2))
-    assert torch.allclose(ours, out.loss, atol=1e-6)
 
 
 def test_weight_zero_example_changes_nothing_in_the_gradient(tiny: tuple[Any, Any]) -> None:
@@ -75,7 +65,7 @@ def test_collator_keeps_the_weight_column(tiny: tuple[Any, Any]) -> None:
     assert batch["input_ids"].shape == batch["labels"].shape == batch["attention_mask"].shape
 
 
-def test_ta_likelihood_prefers_a_learned_sequence(tiny: tuple[Any, Any]) -> None:
+def test_ta_measures_prefer_a_learned_sequence(tiny: tuple[Any, Any]) -> None:
     model, tok = load_source(TINY_RANDOM)  # a fresh copy: this test trains it
     tok.pad_token = tok.pad_token or tok.eos_token
     learned = "Alice has three red apples and gives one to Bob."
@@ -84,12 +74,16 @@ def test_ta_likelihood_prefers_a_learned_sequence(tiny: tuple[Any, Any]) -> None
     optimiser = torch.optim.AdamW(model.parameters(), lr=1e-2)
     for _ in range(30):
         optimiser.zero_grad()
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        weighted_loss(logits, batch["labels"], batch["weight"]).backward()
+        # the model's own mean token loss: this test is about scoring, not loss weighting
+        model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]
+        ).loss.backward()
         optimiser.step()
-    scores = likelihood_confidence(model, tok, ["Tell me a fact."] * 2, [learned, shuffled], batch_size=2)
-    assert scores[0] > scores[1]
-    assert all(0 < s < 1 for s in scores)
+    scores = ta_measures(model, tok, ["Tell me a fact."] * 2, [learned, shuffled], batch_size=2)
+    for measure in ("mean_logprob", "min_logprob", "local_window"):
+        assert scores[measure][0] > scores[measure][1], measure
+    assert all(s < 0 for s in scores["mean_logprob"])
+    assert scores["contrastive"] == [0.0, 0.0]  # no answer line: nothing to swap
 
 
 def test_judge_confidence_is_a_probability(tiny: tuple[Any, Any]) -> None:
@@ -132,7 +126,9 @@ def test_vllm_backend_without_vllm_fails_naming_the_param(raw_params: dict[str, 
         (["3", "3", "3", "3"], "3", 1.0, 0.0),
         (["3", "3", "4", None], "3", 0.5, -(0.5 * math.log(0.5) + 2 * 0.25 * math.log(0.25))),
         (["4", "3", "3", "4"], "4", 0.5, math.log(2)),  # tie: the answer seen first
-        ([None, None, "7"], None, 2 / 3, -(2 / 3 * math.log(2 / 3) + 1 / 3 * math.log(1 / 3))),
+        # each unparsable sample is its own answer: two Nones do not agree
+        ([None, None, "7"], "7", 1 / 3, math.log(3)),
+        ([None, None], None, 1 / 2, math.log(2)),
     ],
 )
 def test_self_consistency(
@@ -143,52 +139,8 @@ def test_self_consistency(
     assert cons.share == pytest.approx(share)
     assert cons.entropy == pytest.approx(entropy)
     assert answers[cons.majority_index] == majority
-
-
-def _rows(n: int) -> list[dict[str, Any]]:
-    rng = np.random.default_rng(0)
-    return [
-        {"sc": float(rng.integers(1, 5)) / 4, "ta_conf_student": float(rng.random()),
-         "ta_conf_teacher": float(rng.random()), "teacher_correct": bool(i % 3)}
-        for i in range(n)
-    ]  # fmt: skip
-
-
-def test_filter_keeps_the_configured_share_of_the_most_useful() -> None:
-    rows = _rows(50)
-    variant = VariantSpec(schedule="two_stage", signals=["self_consistency", "ta_student", "ta_teacher"])
-    weights = example_weights(rows, variant, Stage2Config(mode="filter", keep_fraction=0.6))
-    assert set(weights) == {0.0, 1.0} and int(weights.sum()) == 30
-    useful = usefulness(rows, variant.signals)
-    assert useful[weights == 1].min() >= useful[weights == 0].max()
-
-
-def test_weight_mode_has_mean_one_a_floor_and_follows_usefulness() -> None:
-    rows = _rows(40)
-    variant = VariantSpec(schedule="two_stage", signals=["ta_teacher"])
-    weights = example_weights(rows, variant, Stage2Config(mode="weight", weight_floor=0.2))
-    assert weights.mean() == pytest.approx(1.0)
-    assert weights.min() > 0
-    trust = [r["ta_conf_teacher"] for r in rows]
-    assert weights[int(np.argmax(trust))] == weights.max()
-
-
-def test_signal_directions() -> None:
-    rows = [
-        {"sc": 1.0, "ta_conf_student": 0.9, "ta_conf_teacher": 0.9},
-        {"sc": 0.25, "ta_conf_student": 0.1, "ta_conf_teacher": 0.1},
-    ]
-    # A sure student is less useful to teach; a trusted teacher is more useful to learn from.
-    assert usefulness(rows, ["self_consistency"]).tolist() == [0.0, 1.0]
-    assert usefulness(rows, ["ta_student"]).tolist() == [0.0, 1.0]
-    assert usefulness(rows, ["ta_teacher"]).tolist() == [1.0, 0.0]
-    assert rank_normalise([5.0]).tolist() == [0.5]
-
-
-def test_oracle_drops_exactly_the_wrong_teacher_replies() -> None:
-    rows = _rows(12)
-    weights = example_weights(rows, VariantSpec(schedule="two_stage", gold_filter=True), Stage2Config())
-    assert weights.tolist() == [1.0 if r["teacher_correct"] else 0.0 for r in rows]
+    if majority is None:
+        assert cons.majority_index == 0
 
 
 def test_bootstrap_and_paired_comparison() -> None:

@@ -3,19 +3,21 @@
 ``acquisition: random`` buys the whole budget up front, in the fixed task-stratified order.
 ``acquisition: active`` buys only the warm-up share of that order up front; after warm-up
 the rest of the budget goes to the unbought questions the warmed-up student is least sure
-of (self-consistency and the TA's confidence in its majority output). Each task keeps the
-number of replies the random order would have given it, so the two modes differ only in
-which questions are asked, not in the task mix or the spend.
+of (self-consistency and the within-task rank of the TA's confidence in its majority
+output). Each task keeps the number of replies the random order would have given it, so the
+two modes differ only in which questions are asked, not in the task mix or the spend.
 """
 
 from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
 from statistics import fmean
 from typing import Any
 
 from taloop.config import Params
+from taloop.selection import rank_normalise
 from taloop.tasks.base import Example
 from taloop.tasks.splits import stratified_order
 from taloop.teachers.base import Teacher
@@ -70,6 +72,23 @@ def candidates(
 def sureness(self_consistency: float, ta_confidence: float) -> float:
     """Both signals lie in [0, 1]; their mean ranks questions from least to most sure."""
     return (self_consistency + ta_confidence) / 2
+
+
+def sureness_by_question(
+    scored: Sequence[Example], signals: Mapping[str, Mapping[str, Any]], ta_column: str
+) -> dict[str, float]:
+    """:func:`sureness` of each scored question, with the TA score (``ta_column``) replaced by
+    its rank within the question's task, mapped to [0, 1]: TA measures are log-probs on
+    scales that differ by measure and by task, and averaging a raw one with a share would let
+    its scale, not the question, decide. Questions are only compared within a task anyway."""
+    by_task: dict[str, list[str]] = defaultdict(list)
+    for ex in scored:
+        by_task[ex.task].append(ex.id)
+    sure = {}
+    for ids in by_task.values():
+        ranks = rank_normalise([signals[i][ta_column] for i in ids])
+        sure.update({i: sureness(signals[i]["sc"], float(r)) for i, r in zip(ids, ranks, strict=True)})
+    return sure
 
 
 def choose(

@@ -19,6 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from taloop.tasks.prompts import available_templates
 from taloop.tasks.registry import BUILTIN_TASKS, check_generator_config
 
+# The TA's confidence measures, all from one forward pass over (question, output) (the
+# contrastive one takes a second pass); see taloop.signals.
+TA_MEASURES = ("mean_logprob", "min_logprob", "local_window", "answer_logprob", "contrastive")
+TaMeasure = Literal["mean_logprob", "min_logprob", "local_window", "answer_logprob", "contrastive"]
+
 
 class ConfigError(ValueError):
     """Params failed validation; ``str()`` lists one ``key.path: problem`` per line."""
@@ -206,8 +211,10 @@ class StudentConfig(_Section):
 
 class TAConfig(_Section):
     model: str = Field("gemma-3-270m", min_length=1, description="alias, hub id, local path or tiny-random")
-    scorer: Literal["likelihood", "judge"] = Field(
-        "likelihood", description="which TA score the variants use"
+    scorer: Literal["auto", TaMeasure, "judge"] = Field(
+        "auto",
+        description="which TA measure the variants use: auto (chosen by calibrate_signals on the "
+        "validation split), one of " + ", ".join(TA_MEASURES) + ", or judge (P(yes) to 'is this correct?')",
     )
     batch_size: int = Field(8, gt=0, description="outputs scored per forward pass")
 
@@ -232,6 +239,20 @@ class SignalsConfig(_Section):
     base_student: bool = Field(
         False, description="also score every reply with the base (not warmed-up) student (one-stage variants)"
     )
+    selection: Literal["calibrated", "as_listed"] = Field(
+        "calibrated",
+        description="calibrated: calibrate_signals decides each listed signal's inclusion and sign on "
+        "the validation split; as_listed: every listed signal, with its paper sign",
+    )
+
+
+class CalibrationConfig(_Section):
+    queries: int | None = Field(
+        None,
+        gt=0,
+        description="teacher replies bought on validation questions to choose the signals "
+        "(null: one per validation question); counted in budget.usd and reported",
+    )
 
 
 class VariantSpec(_Section):
@@ -250,6 +271,11 @@ class Stage2Config(TrainingConfig):
     keep_fraction: float = Field(0.6, gt=0, le=1, description="filter mode: share of examples kept")
     weight_floor: float = Field(
         0.1, ge=0, lt=1, description="weight mode: smallest weight (after mean-1 scaling)"
+    )
+    combine: Literal["auto", "mean", "gate"] = Field(
+        "auto",
+        description="mean: average the signals' usefulness; gate: teacher trust multiplies the "
+        "student-derived usefulness; auto: chosen by calibrate_signals on the validation split",
     )
 
 
@@ -279,6 +305,7 @@ class Params(_Section):
     ta: TAConfig = TAConfig()
     warmup: WarmupConfig = WarmupConfig()
     signals: SignalsConfig = SignalsConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
     stage2: Stage2Config = Stage2Config()
     eval: EvalConfig = EvalConfig()
     generation: GenerationConfig = GenerationConfig()

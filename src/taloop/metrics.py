@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
 
@@ -62,3 +65,78 @@ def flag_auc(is_wrong: Sequence[bool], confidence: Sequence[float]) -> float | N
     if y.min() == y.max():
         return None
     return float(roc_auc_score(y, -np.asarray(confidence, dtype=float)))
+
+
+def rank_flag_auc(is_wrong: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    """Row-wise ROC-AUC of (1 - confidence) at flagging wrong outputs, for 2-D arrays (one row
+    per bootstrap resample); NaN where a row has a single class.
+
+    The Mann-Whitney form on average ranks equals :func:`flag_auc` (ties count one half) and
+    handles a thousand resamples in one call, where sklearn would need a call each.
+    """
+    wrong = np.asarray(is_wrong, dtype=bool)
+    ranks = rankdata(-np.asarray(confidence, dtype=float), axis=1)
+    n_wrong = wrong.sum(axis=1).astype(float)
+    n_right = wrong.shape[1] - n_wrong
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = ((ranks * wrong).sum(axis=1) - n_wrong * (n_wrong + 1) / 2) / (n_wrong * n_right)
+    auc[(n_wrong == 0) | (n_right == 0)] = np.nan
+    return auc
+
+
+def _interval(values: np.ndarray) -> tuple[float | None, float | None]:
+    """95% percentile interval over the resamples where the statistic exists."""
+    kept = values[~np.isnan(values)]
+    if kept.size == 0:
+        return None, None
+    lo, hi = np.percentile(kept, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def grouped_flag_auc(
+    is_wrong: Sequence[bool],
+    confidence: Sequence[float],
+    groups: Sequence[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """ROC-AUC at flagging wrong outputs per group (task) and pooled within groups, each with a
+    95% bootstrap CI (rows resampled within their group).
+
+    The pooled AUC is the mean of the per-group AUCs over the groups holding both classes: a
+    pooled ROC over all rows would also reward a signal for ranking whole tasks (an easy task
+    with confident outputs above a hard one), which is not what selection uses it for. A
+    resample in which a group lost a class leaves that group out of that resample's mean.
+    Returns {"auc", "ci_low", "ci_high", "groups_used", "per_group": {g: {"auc", "ci_low",
+    "ci_high", "n", "wrong"}}}; AUCs and bounds are None where undefined.
+    """
+    wrong = np.asarray(is_wrong, dtype=bool)
+    conf = np.asarray(confidence, dtype=float)
+    labels = np.asarray(groups)
+    idx = _resample_indices(groups, n_boot, seed)
+    per_group: dict[str, dict[str, Any]] = {}
+    points, boots = [], []
+    for g in sorted(set(labels.tolist())):
+        members = np.flatnonzero(labels == g)
+        point = float(rank_flag_auc(wrong[members][None], conf[members][None])[0])
+        resampled = rank_flag_auc(wrong[idx[:, members]], conf[idx[:, members]])
+        defined = not math.isnan(point)
+        lo, hi = _interval(resampled) if defined else (None, None)
+        per_group[g] = {
+            "auc": point if defined else None,
+            "ci_low": lo,
+            "ci_high": hi,
+            "n": int(members.size),
+            "wrong": int(wrong[members].sum()),
+        }
+        if defined:
+            points.append(point)
+            boots.append(resampled)
+    pooled: float | None = None
+    lo = hi = None
+    if points:
+        pooled = float(np.mean(points))
+        stacked = np.stack(boots, axis=1)
+        usable = ~np.isnan(stacked).all(axis=1)
+        lo, hi = _interval(np.nanmean(stacked[usable], axis=1)) if usable.any() else (None, None)
+    return {"auc": pooled, "ci_low": lo, "ci_high": hi, "groups_used": len(points), "per_group": per_group}

@@ -19,6 +19,9 @@ def split_file(split: str) -> Path:
 
 SIGNALS = Path("data/signals.jsonl")
 SIGNAL_METRICS = METRICS / "signals.json"
+CALIBRATION_DIR = Path("data/calibration")
+CALIBRATION_ROWS = CALIBRATION_DIR / "signals.jsonl"
+CALIBRATION = METRICS / "calibration.json"
 MODELS = Path("models")
 BASE_STUDENT = MODELS / "base/student"
 BASE_TA = MODELS / "base/ta"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,15 +11,15 @@ from typing import Any
 import numpy as np
 
 from taloop.acquisition import warm_count
-from taloop.config import Params, TrainingConfig
-from taloop.selection import example_weights
+from taloop.config import ConfigError, Params, TrainingConfig
+from taloop.selection import SignalPlan, example_weights, task_diagnostics
 from taloop.training import TrainExample, TrainSettings
 
 
-def settings(params: Params, cfg: TrainingConfig) -> TrainSettings:
+def settings(params: Params, cfg: TrainingConfig, steps: int) -> TrainSettings:
     lora = params.student.lora
     return TrainSettings(
-        epochs=cfg.epochs, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
+        steps=steps, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
         max_length=params.student.max_length, seed=cfg.seed,
         lora_r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, lora_top_layers=lora.top_layers,
         bf16=params.student.bf16,
@@ -41,6 +42,36 @@ def split_warmup(responses: Sequence[dict[str, Any]], params: Params) -> tuple[l
     return list(responses[:n_warm]), list(responses[n_warm:])
 
 
+def epoch_steps(examples: int, cfg: TrainingConfig) -> int:
+    """Optimiser steps of ``cfg.epochs`` passes over ``examples`` in batches of ``cfg.batch_size``."""
+    return math.ceil(math.ceil(examples / cfg.batch_size) * cfg.epochs)
+
+
+@dataclass(frozen=True)
+class StepBudget:
+    """Optimiser steps of one comparison: every variant takes ``total`` steps, the one-stage
+    ones all at once, the two-stage ones ``warmup`` then ``stage2``."""
+
+    warmup: int
+    stage2: int
+    total: int
+
+
+def step_budget(responses: Sequence[dict[str, Any]], params: Params) -> StepBudget:
+    """ft's step count (stage2 settings over every reply) is the comparison's budget; the
+    warm-up takes its own epochs over its share and stage 2 the rest of the budget."""
+    warm, _ = split_warmup(responses, params)
+    total = epoch_steps(len(responses), params.stage2)
+    warm_steps = epoch_steps(len(warm), params.warmup)
+    if total <= warm_steps:
+        raise ConfigError([(
+            "stage2.epochs",
+            f"ft's {total} optimiser steps leave none for stage 2 after the warm-up's {warm_steps} "
+            "(raise stage2.epochs or lower warmup.epochs/warmup.fraction)",
+        )])  # fmt: skip
+    return StepBudget(warmup=warm_steps, stage2=total - warm_steps, total=total)
+
+
 def to_example(reply: dict[str, Any], prompt: str, weight: float = 1.0) -> TrainExample:
     return TrainExample(prompt=prompt, completion=reply["rationale"], weight=weight)
 
@@ -53,6 +84,9 @@ class TrainPlan:
     kept: int
     weight_min: float
     weight_max: float
+    steps: int  # optimiser steps of this stage
+    total_steps: int  # including the warm-up's, equal for every variant of a comparison
+    per_task: dict[str, dict[str, float]]
 
 
 def plan_variant(
@@ -61,8 +95,10 @@ def plan_variant(
     responses: Sequence[dict[str, Any]],
     signals: dict[tuple[str, int], dict[str, Any]],
     prompts: dict[str, str],
+    signal_plan: SignalPlan | None,
 ) -> TrainPlan:
-    """``signals`` maps (id, sample) of a reply to its signal row; ``prompts`` id -> prompt."""
+    """``signals`` maps (id, sample) of a reply to its signal row; ``prompts`` id -> prompt;
+    ``signal_plan`` how the variant's signals become weights (None: no signals)."""
     variant = params.variants[name]
     _, rest = split_warmup(responses, params)
     two_stage = variant.schedule == "two_stage"
@@ -75,10 +111,15 @@ def plan_variant(
             raise KeyError(
                 f"variant {name}: no signals for reply {key[0]}#{key[1]} (see signals.base_student)"
             )
-        rows.append({"teacher_correct": reply["correct"], **signals.get(key, {})})
+        rows.append({"task": reply["task"], "teacher_correct": reply["correct"], **signals.get(key, {})})
     # One-stage variants score with the base student: there is no warmed-up one.
     prefix = "" if two_stage else "base_"
-    weights = example_weights(rows, variant, params.stage2, prefix) if rows else np.ones(0)
+    plan = signal_plan if needs_signals else None
+    weights = example_weights(rows, variant, params.stage2, plan, prefix) if rows else np.ones(0)
+    budget = step_budget(responses, params)
+    # The teacher's token count of a reply stands in for its completion tokens in the
+    # loss-share diagnostic (the same tokenizer for the simulated teacher).
+    counts = [r["output_tokens"] for r in pool]
     examples = [
         to_example(reply, prompts[reply["id"]], float(w))
         for reply, w in zip(pool, weights, strict=True)
@@ -92,4 +133,7 @@ def plan_variant(
         kept=len(examples),
         weight_min=float(kept.min()) if kept.size else 0.0,
         weight_max=float(kept.max()) if kept.size else 0.0,
+        steps=budget.stage2 if two_stage else budget.total,
+        total_steps=budget.total,
+        per_task=task_diagnostics(rows, weights, counts),
     )

@@ -2,60 +2,143 @@
 
 Each enabled signal becomes a usefulness in [0, 1]: teacher trust = TA confidence on the
 teacher's reply; student doubt = 1 - self-consistency; student error = 1 - TA confidence
-on the student's majority output. Signals live on different scales (K-valued shares,
-probabilities), so each is rank-normalised before they are averaged.
+on the student's majority output. Every signal is rank-normalised **within its task**:
+self-consistency is structurally >= 0.5 on yes/no tasks and TA likelihoods depend on each
+task's rationale template, so pooled ranks would move whole tasks up or down, turning the
+signals into a task reweighting. For the same reason weights are scaled to mean 1 per task
+and filter mode keeps ``keep_fraction`` of each task.
+
+Combination (``combine``): ``mean`` averages all usefulness parts; ``gate`` multiplies the
+mean of the student-derived parts by teacher trust, so a distrusted reply stays
+down-weighted whatever the student's doubt (averaging a perfect trust signal with two noisy
+ones would leave wrong replies most of their weight).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 import numpy as np
 from scipy.stats import rankdata
 
 from taloop.config import Stage2Config, VariantSpec
 
+STUDENT_SIGNALS = ("self_consistency", "ta_student")
+
+
+@dataclass(frozen=True)
+class SignalPlan:
+    """How a variant's signals become usefulness: which TA measure's columns, each signal's
+    sign (+1 as named, -1 reversed; a signal left out has no entry), and the combination."""
+
+    measure: str
+    signs: dict[str, int] = field(default_factory=dict)
+    combine: Literal["mean", "gate"] = "mean"
+
 
 def rank_normalise(values: Sequence[float]) -> np.ndarray:
     """Average ranks mapped to [0, 1] (ties share a rank; a single value maps to 0.5)."""
     arr = np.asarray(values, dtype=float)
+    if arr.size == 0:
+        return arr
     if arr.size == 1:
         return np.array([0.5])
     return (rankdata(arr) - 1) / (arr.size - 1)
 
 
-def usefulness(rows: Sequence[dict[str, Any]], signals: Sequence[str], prefix: str = "") -> np.ndarray:
-    """Mean of the enabled signals' usefulness; ``prefix`` picks base-student columns."""
-    parts = []
-    for signal in signals:
-        if signal == "ta_teacher":
-            parts.append(rank_normalise([r["ta_conf_teacher"] for r in rows]))
-        elif signal == "self_consistency":
-            parts.append(1 - rank_normalise([r[f"{prefix}sc"] for r in rows]))
-        elif signal == "ta_student":
-            parts.append(1 - rank_normalise([r[f"{prefix}ta_conf_student"] for r in rows]))
-        else:
-            raise ValueError(f"unknown signal {signal!r}")
-    return np.mean(parts, axis=0)
+def _within_task(values: Sequence[float], tasks: np.ndarray) -> np.ndarray:
+    arr = np.asarray(values, dtype=float)
+    out = np.empty(arr.size)
+    for task in np.unique(tasks):
+        members = tasks == task
+        out[members] = rank_normalise(arr[members])
+    return out
+
+
+def signal_column(signal: str, measure: str, prefix: str = "") -> str:
+    """The signal row column a signal is read from (``prefix`` picks base-student columns)."""
+    if signal == "ta_teacher":
+        return f"ta_teacher_{measure}"
+    if signal == "ta_student":
+        return f"{prefix}ta_student_{measure}"
+    if signal == "self_consistency":
+        return f"{prefix}sc"
+    raise ValueError(f"unknown signal {signal!r}")
+
+
+def _part(rows: Sequence[dict[str, Any]], signal: str, plan: SignalPlan, prefix: str, tasks: np.ndarray):
+    column = signal_column(signal, plan.measure, prefix)
+    ranked = _within_task([r[column] for r in rows], tasks)
+    # Trust is usefulness as measured; doubt and error are usefulness when confidence is low.
+    useful = ranked if signal == "ta_teacher" else 1 - ranked
+    return useful if plan.signs[signal] > 0 else 1 - useful
+
+
+def usefulness(rows: Sequence[dict[str, Any]], plan: SignalPlan, prefix: str = "") -> np.ndarray:
+    """Each row's usefulness in [0, 1] from the plan's signals (all rows need a ``task``)."""
+    if not plan.signs:
+        raise ValueError("usefulness needs at least one signal")
+    tasks = np.asarray([r["task"] for r in rows])
+    parts = {s: _part(rows, s, plan, prefix, tasks) for s in plan.signs}
+    student = [parts[s] for s in STUDENT_SIGNALS if s in parts]
+    if plan.combine == "gate" and "ta_teacher" in parts:
+        # Without student signals the gate is trust alone.
+        return parts["ta_teacher"] * (np.mean(student, axis=0) if student else 1.0)
+    return np.mean(list(parts.values()), axis=0)
+
+
+def _per_task_weights(useful: np.ndarray, cfg: Stage2Config) -> np.ndarray:
+    if cfg.mode == "filter":
+        keep = max(1, round(cfg.keep_fraction * useful.size))
+        weights = np.zeros(useful.size)
+        weights[np.argsort(-useful, kind="stable")[:keep]] = 1.0
+        return weights
+    if useful.mean() <= 0:
+        return np.ones(useful.size)
+    weights = np.maximum(useful / useful.mean(), cfg.weight_floor)
+    return weights / weights.mean()
 
 
 def example_weights(
-    rows: Sequence[dict[str, Any]], variant: VariantSpec, cfg: Stage2Config, prefix: str = ""
+    rows: Sequence[dict[str, Any]],
+    variant: VariantSpec,
+    cfg: Stage2Config,
+    plan: SignalPlan | None,
+    prefix: str = "",
 ) -> np.ndarray:
-    """One weight per row; 0 means the row is left out of training."""
+    """One weight per row; 0 means the row is left out of training. Weight mode: mean 1 in
+    every task; filter mode: ``keep_fraction`` of every task kept."""
     n = len(rows)
     if variant.gold_filter:  # oracle: uses gold, a diagnostic upper bound only
         return np.array([1.0 if r["teacher_correct"] else 0.0 for r in rows])
-    if not variant.signals or n == 0:
+    if plan is None or not plan.signs or n == 0:
         return np.ones(n)
-    useful = usefulness(rows, variant.signals, prefix)
-    if cfg.mode == "filter":
-        keep = max(1, round(cfg.keep_fraction * n))
-        order = np.argsort(-useful, kind="stable")
-        weights = np.zeros(n)
-        weights[order[:keep]] = 1.0
-        return weights
-    weights = useful / useful.mean() if useful.mean() > 0 else np.ones(n)
-    weights = np.maximum(weights, cfg.weight_floor)
-    return weights / weights.mean()
+    useful = usefulness(rows, plan, prefix)
+    tasks = np.asarray([r["task"] for r in rows])
+    weights = np.empty(n)
+    for task in np.unique(tasks):
+        members = tasks == task
+        weights[members] = _per_task_weights(useful[members], cfg)
+    return weights
+
+
+def task_diagnostics(rows: Sequence[dict[str, Any]], weights: np.ndarray, tokens: Sequence[int]) -> dict:
+    """Per task: weight sum, kept count, and (diagnostic, judged by gold) the share of the
+    stage-2 loss on wrong teacher replies: sum of weight x completion tokens over wrong
+    replies / over all (the loss an example contributes scales with both)."""
+    mass = np.asarray(weights, dtype=float) * np.asarray(tokens, dtype=float)
+    out: dict[str, dict[str, float]] = {}
+    for task in sorted({r["task"] for r in rows}):
+        idx = [i for i, r in enumerate(rows) if r["task"] == task]
+        wrong = [i for i in idx if not rows[i]["teacher_correct"]]
+        total = float(mass[idx].sum())
+        out[task] = {
+            "replies": len(idx),
+            "kept": int(np.count_nonzero(weights[idx])),
+            "weight_sum": float(np.sum(weights[idx])),
+            "wrong_replies": len(wrong),
+            "wrong_loss_share": float(mass[wrong].sum()) / total if total > 0 else 0.0,
+        }
+    return out

@@ -6,9 +6,13 @@ passed with ``skip_prepare_dataset``, collated by :class:`WeightedCollator` (whi
 weight) with ``remove_unused_columns=False`` and no packing, and the loss is computed by
 :meth:`WeightedSFTTrainer.compute_loss`.
 
-Loss of a micro-batch = sum_i w_i * NLL_i / sum_i w_i * n_i, where NLL_i is the summed token
-loss of example i and n_i its completion tokens. All-ones weights give exactly the plain
-mean token loss, and a weight-0 example contributes nothing to the loss or its gradient.
+Loss of a micro-batch = sum_i w_i * NLL_i / Z, where NLL_i is the summed token loss of
+example i and Z = mean over the whole dataset of w_i * n_i (n_i: completion tokens) times the
+batch size. Z is fixed for the run, so an example's gradient is proportional to its weight
+wherever it lands: a per-batch normaliser (sum of w_i * n_i over the batch) would make a
+batch of low-weight examples train as hard as a batch of high-weight ones and cancel the
+weight of a one-example batch. All-ones weights train like the plain mean token loss (equal
+in expectation over batches), and a weight-0 example contributes nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ class TrainExample:
 
 @dataclass(frozen=True)
 class TrainSettings:
-    epochs: float
+    steps: int  # optimiser steps (fixed per comparison, see schedule.optimizer_steps)
     learning_rate: float
     batch_size: int
     max_length: int
@@ -104,10 +108,25 @@ def example_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
     return nll.sum(dim=1), (shifted != -100).sum(dim=1)
 
 
-def weighted_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    nll, tokens = example_nll(logits, labels)
-    weight = weight.to(nll.dtype)
-    return (weight * nll).sum() / (weight * tokens).sum().clamp(min=1e-8)
+def weighted_loss(
+    logits: torch.Tensor, labels: torch.Tensor, weight: torch.Tensor, normaliser: float
+) -> torch.Tensor:
+    """sum_i w_i * NLL_i / ``normaliser`` (see :func:`loss_normaliser`)."""
+    nll, _ = example_nll(logits, labels)
+    return (weight.to(nll.dtype) * nll).sum() / normaliser
+
+
+def completion_tokens(row: dict[str, Any]) -> int:
+    return sum(1 for label in row["labels"] if label != -100)
+
+
+def loss_normaliser(rows: Sequence[dict[str, Any]], batch_size: int) -> float:
+    """The run's fixed loss normaliser: mean of w * n over the dataset times the batch size,
+    i.e. the weighted token count of an average full batch."""
+    mass = [r["weight"] * completion_tokens(r) for r in rows]
+    if not mass or sum(mass) <= 0:
+        raise ValueError("no training example has both a positive weight and completion tokens")
+    return sum(mass) / len(mass) * batch_size
 
 
 def _linear_module_names(model: Any) -> list[str]:
@@ -124,11 +143,14 @@ def _trainer_class() -> type:
     from trl import SFTTrainer
 
     class WeightedSFTTrainer(SFTTrainer):
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
+        def __init__(self, *args: Any, normaliser: float, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
-            # The loss is normalised per micro-batch (by weighted tokens), so let Trainer
-            # average over accumulation steps instead of expecting a global token count.
+            # The loss carries its own fixed normaliser, so Trainer must not rescale it by a
+            # token count of its own.
             self.model_accepts_loss_kwargs = False
+            self.normaliser = normaliser
+            self.tokens_seen = 0  # non-padding input tokens of every micro-batch trained on
+            self.completion_tokens_seen = 0
 
         def compute_loss(
             self,
@@ -142,8 +164,11 @@ def _trainer_class() -> type:
             # Projecting only completion positions onto the vocabulary skips most of the
             # lm_head work (prompts are longer than rationales here).
             keep = scored_positions(labels)
+            if model.training:
+                self.tokens_seen += int(inputs["attention_mask"].sum())
+                self.completion_tokens_seen += int((labels != -100).sum())
             outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
-            loss = weighted_loss(outputs.logits, labels[:, -keep:], weight)
+            loss = weighted_loss(outputs.logits, labels[:, -keep:], weight, self.normaliser)
             return (loss, outputs) if return_outputs else loss
 
     return WeightedSFTTrainer
@@ -191,10 +216,13 @@ def train_lora(
     dataset = Dataset.from_list(encoded)
     args = SFTConfig(
         output_dir=str(out_dir),  # per-epoch checkpoints land in out_dir/checkpoint-*
-        num_train_epochs=settings.epochs,
+        # A fixed step count, not epochs: every variant of a comparison takes the same
+        # number of optimiser steps, and a filtered variant revisits its kept rows.
+        max_steps=settings.steps,
         learning_rate=settings.learning_rate,
         per_device_train_batch_size=settings.batch_size,
-        train_sampling_strategy="group_by_length",  # less padding per batch
+        # Plain shuffling: length-grouped batches are partly single-task, and batch
+        # composition must not differ between weighted and unweighted variants.
         bf16=settings.bf16,
         lr_scheduler_type="cosine",
         warmup_steps=0.1,
@@ -223,6 +251,7 @@ def train_lora(
         processing_class=tok,
         data_collator=WeightedCollator(tok.pad_token_id),
         peft_config=peft_config,
+        normaliser=loss_normaliser(encoded, settings.batch_size),
         callbacks=[DVCLiveCallback(live=live)] if live else [],
     )
     result = trainer.train()
@@ -232,6 +261,7 @@ def train_lora(
     return {
         "train_loss": float(result.training_loss),
         "steps": float(result.global_step),
-        # tokens passed through the model in training (for throughput figures)
-        "train_tokens": float(sum(len(row["input_ids"]) for row in encoded) * settings.epochs),
+        # non-padding tokens passed through the model in training (throughput figures)
+        "train_tokens": float(trainer.tokens_seen),
+        "completion_tokens_seen": float(trainer.completion_tokens_seen),
     }

@@ -12,21 +12,22 @@ from taloop.io import atomic_write_text, read_json, read_jsonl, write_json
 from taloop.reporting import diagnostics, figures
 from taloop.reporting.document import markdown, to_html
 from taloop.reporting.summary import build_summary
+from taloop.scoring import ta_measure_name
 from taloop.teachers.collect import total_teacher_metrics
 
 FLAGGED_PER_TASK = 2
 
 
 def flagged_replies(
-    rows: Sequence[Mapping[str, Any]], per_task: int = FLAGGED_PER_TASK
+    rows: Sequence[Mapping[str, Any]], column: str, per_task: int = FLAGGED_PER_TASK
 ) -> list[dict[str, Any]]:
-    """The teacher replies the TA trusted least in each task, with question and gold answer
-    (per task, because TA confidence levels differ more between tasks than within one)."""
+    """The teacher replies the TA trusted least (by ``column``) in each task, with question and
+    gold answer (per task, because TA confidence levels differ more between tasks than within one)."""
     by_id = {ex.id: ex for ex in data.examples("train")}
     lowest = [
         r
         for task in sorted({r["task"] for r in rows})
-        for r in sorted((r for r in rows if r["task"] == task), key=lambda r: r["ta_conf_teacher"])[:per_task]
+        for r in sorted((r for r in rows if r["task"] == task), key=lambda r: r[column])[:per_task]
     ]
     return [
         {
@@ -35,7 +36,7 @@ def flagged_replies(
             "question": by_id[r["id"]].question,
             "teacher_answer": r["teacher_answer"],
             "gold": by_id[r["id"]].gold,
-            "ta_confidence": r["ta_conf_teacher"],
+            "ta_confidence": r[column],
             "teacher_correct": r["teacher_correct"],
         }
         for r in lowest
@@ -51,13 +52,19 @@ def build(params: Params) -> dict[str, Any]:
     evals = {v: read_json(paths.eval_metrics(v)) for v in variants}
     acquisition = read_json(paths.ACQUISITION_METRICS)
     teacher = total_teacher_metrics(read_json(paths.TEACHER_METRICS), acquisition.get("teacher"))
-    summary = build_summary(params, evals, teacher, read_json(paths.SIGNAL_METRICS), acquisition)
+    calibration = read_json(paths.CALIBRATION)
+    stage2 = {v: read_json(paths.stage2_metrics(v)) for v in variants}
+    summary = build_summary(
+        params, evals, teacher, read_json(paths.SIGNAL_METRICS), acquisition, calibration, stage2
+    )
     write_json(paths.SUMMARY, summary)
 
+    measure = ta_measure_name(params, calibration)
+    column = f"ta_teacher_{measure}"
     rows = [r for r in read_jsonl(paths.SIGNALS) if "sc" in r]
     acc = diagnostics.accuracy_records(summary["variants"])
     rocs = diagnostics.roc_records(rows)
-    reliability = diagnostics.reliability_records(rows)
+    reliability = diagnostics.reliability_records(rows, column)
     sc = diagnostics.self_consistency_records(rows)
     cost = diagnostics.cost_records(data.responses(), params.teacher.price)
     curves = diagnostics.training_curves(paths.TRAIN_CURVES, ["warmup", *(f"stage2_{v}" for v in variants)])
@@ -78,15 +85,15 @@ def build(params: Params) -> dict[str, Any]:
     drawn = {
         "accuracy": figures.accuracy(acc, params.baseline),
         "roc": figures.roc(rocs),
-        "ta_confidence": figures.confidence_histogram(rows),
+        "ta_confidence": figures.confidence_histogram(rows, column),
         "self_consistency": figures.self_consistency(sc),
-        "reliability": figures.reliability(reliability),
+        "reliability": figures.reliability(reliability, measure),
         "training": figures.training(curves),
         "cost": figures.cost(cost),
     }
     for name, fig in drawn.items():
         figures.save(fig, paths.FIGURES / f"{name}.png")
-    md_text = markdown(summary, flagged_replies(rows), list(drawn))
+    md_text = markdown(summary, flagged_replies(rows, column), list(drawn))
     atomic_write_text(paths.REPORT_MD, md_text)
     atomic_write_text(paths.REPORT_HTML, to_html(md_text, paths.REPORTS))
     return summary

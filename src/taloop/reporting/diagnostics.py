@@ -36,12 +36,12 @@ def roc_records(rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Record
 
 def reliability_records(
     rows: Sequence[Mapping[str, Any]],
-    column: str = "ta_conf_teacher",
+    column: str,
     target: str = "teacher_correct",
     bins: int = 8,
 ) -> Records:
-    """Mean confidence against the observed share correct, in equal-count confidence bins
-    (TA likelihoods bunch near zero, where equal-width bins would hold everything)."""
+    """Mean of a TA measure against the observed share correct, in equal-count bins (the
+    measures bunch up, where equal-width bins would hold nearly everything)."""
     ordered = sorted(rows, key=lambda r: r[column])
     chunks = [c for c in np.array_split(np.arange(len(ordered)), min(bins, len(ordered))) if c.size]
     return [

@@ -124,16 +124,85 @@ def ablation_table(summary: Mapping[str, Any]) -> str:
     return table(header, rows)
 
 
+def _auc_ci(entry: Mapping[str, Any]) -> str:
+    if entry.get("auc") is None:
+        return "n/a"
+    if entry.get("ci_low") is None:
+        return f"{entry['auc']:.2f}"
+    return f"{entry['auc']:.2f} ({entry['ci_low']:.2f} to {entry['ci_high']:.2f})"
+
+
 def signals_table(signals: Mapping[str, Any]) -> str:
+    details = signals["signals"]
+    tasks = sorted({t for d in details.values() for t in d["per_group"]})
     rows = [
         (
             name,
-            "teacher" if name.startswith("ta_teacher") else "student",
-            "n/a" if auc is None else f"{auc:.3f}",
+            "teacher" if d["target"] == "teacher_correct" else "student",
+            _auc_ci(d),
+            *(_auc_ci(d["per_group"][t]) if t in d["per_group"] else "n/a" for t in tasks),
         )
-        for name, auc in signals["auc_all"].items()
+        for name, d in details.items()
     ]
-    return table(["signal", "flags wrong answers of the", "ROC-AUC"], rows)
+    header = ["signal", "flags wrong answers of the", "within-task AUC (95% CI)", *tasks]
+    return table(header, rows)
+
+
+def error_kind_table(signals: Mapping[str, Any], measure: str) -> str:
+    kinds = signals["signals"][f"ta_teacher_{measure}"].get("by_error_kind", {})
+    rows = [
+        (kind, sum(g["wrong"] for g in entry["per_group"].values()), _auc_ci(entry))
+        for kind, entry in kinds.items()
+    ]
+    return table(["simulated mistake", "wrong replies", f"AUC of ta_teacher_{measure} (95% CI)"], rows)
+
+
+_SIGN_WORDS = {1: "kept", -1: "kept, reversed", 0: "left out"}
+
+
+def calibration_table(calibration: Mapping[str, Any]) -> str:
+    chosen = calibration["chosen"]
+    measure = chosen["measure"]
+    auc = calibration["auc"]
+    rows = [
+        ("ta_teacher", _auc_ci(auc["ta_teacher"][measure]), _SIGN_WORDS[chosen["signs"]["ta_teacher"]]),
+        ("ta_student", _auc_ci(auc["ta_student"][measure]), _SIGN_WORDS[chosen["signs"]["ta_student"]]),
+        (
+            "self_consistency",
+            _auc_ci(auc["self_consistency"]),
+            _SIGN_WORDS[chosen["signs"]["self_consistency"]],
+        ),
+    ]
+    measures = table(
+        ["TA measure", "AUC at flagging wrong teacher replies (95% CI)", "at flagging wrong student answers"],
+        [(m, _auc_ci(auc["ta_teacher"][m]), _auc_ci(auc["ta_student"][m])) for m in auc["ta_teacher"]],
+    )
+    return "\n\n".join([
+        f"Chosen on {calibration['replies']} validation replies (teacher wrong on "
+        f"{pct(calibration['teacher_wrong_rate'])}, warmed-up student on "
+        f"{pct(calibration['student_wrong_rate'])}): TA measure **{measure}**. Rule: {calibration['rule']}.",
+        measures,
+        table(["signal", f"validation AUC ({measure})", "decision"], rows),
+    ])  # fmt: skip
+
+
+def stage2_table(stage2: Mapping[str, Mapping[str, Any]]) -> str:
+    tasks = sorted({t for m in stage2.values() for t in m["per_task"]})
+    rows = []
+    for name, m in stage2.items():
+        plan = m["signal_plan"]
+        how = "none" if plan is None else (
+            f"{plan['combine']} of {', '.join(f'{s} ({v:+d})' for s, v in plan['signs'].items()) or 'none'}"
+        )  # fmt: skip
+        rows.append([
+            name, how, f"{m['steps']:.0f} / {m['optimizer_steps_total']}", m["examples_trained"],
+            f"{m['train_tokens']:.0f}",
+            *(f"{m['per_task'][t]['weight_sum']:.1f} / {pct(m['per_task'][t]['wrong_loss_share'])}"
+              if t in m["per_task"] else "n/a" for t in tasks),
+        ])  # fmt: skip
+    header = ["variant", "signals (combine, sign)", "steps (stage / total)", "examples", "tokens seen",
+              *(f"{t}: weight sum / wrong-reply loss share" for t in tasks)]  # fmt: skip
+    return table(header, rows)
 
 
 def flagged_table(flagged: Sequence[Mapping[str, Any]]) -> str:
@@ -176,10 +245,20 @@ def markdown(summary: Mapping[str, Any], flagged: Sequence[Mapping[str, Any]], f
         run_card_table(run, summary["teacher"]["accuracy_vs_gold"]),
         "## Ablation",
         ablation_table(summary),
+        "## Signal choices (validation split)",
+        calibration_table(summary["calibration"]),
+        "## Stage-2 training",
+        "Every variant takes the same optimiser steps in total (ft's count; two-stage variants "
+        "split it between warm-up and stage 2, filtered ones revisit their kept rows). Weights "
+        "are normalised within each task; the wrong-reply loss share is judged by gold (diagnostic).",
+        stage2_table(summary["stage2"]),
         "## Signals",
-        "ROC-AUC of each signal at flagging wrong answers on the stage-2 teacher data "
-        "(0.5 is chance; judged against gold, a diagnostic the method itself never sees).",
+        "ROC-AUC of each signal at flagging wrong answers on the stage-2 teacher data, per task "
+        "and pooled within task (the mean of per-task AUCs), with 95% bootstrap CIs (0.5 is "
+        "chance; judged against gold, a diagnostic the method itself never sees).",
         signals_table(summary["signals"]),
+        "By kind of simulated teacher mistake (wrong replies of that kind against all correct ones):",
+        error_kind_table(summary["signals"], summary["calibration"]["chosen"]["measure"]),
         "## Teacher replies the TA flagged",
         "The replies the TA trusted least in each task, with the gold answer beside them.",
         flagged_table(flagged) if flagged else "No scored replies.",

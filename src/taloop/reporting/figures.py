@@ -60,14 +60,14 @@ def roc(curves: Mapping[str, Mapping[str, Records]]) -> Figure:
     return fig
 
 
-def confidence_histogram(rows: Sequence[Mapping[str, Any]], column: str = "ta_conf_teacher") -> Figure:
+def confidence_histogram(rows: Sequence[Mapping[str, Any]], column: str) -> Figure:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     right = [r[column] for r in rows if r["teacher_correct"]]
     wrong = [r[column] for r in rows if not r["teacher_correct"]]
     bins = np.histogram_bin_edges(right + wrong, bins=20)
     ax.hist(right, bins=bins, alpha=0.6, label=f"teacher correct (n={len(right)})", color="tab:green")
     ax.hist(wrong, bins=bins, alpha=0.6, label=f"teacher wrong (n={len(wrong)})", color="tab:red")
-    ax.set_xlabel("TA confidence in the teacher's reply")
+    ax.set_xlabel(f"TA {column.removeprefix('ta_teacher_')} of the teacher's reply")
     ax.set_ylabel("replies")
     ax.legend(fontsize=8)
     return fig
@@ -86,11 +86,12 @@ def self_consistency(records: Records) -> Figure:
     return fig
 
 
-def reliability(records: Records) -> Figure:
+def reliability(records: Records, measure: str) -> Figure:
+    # The measures are log-probabilities and differences of them, not probabilities: the
+    # plot shows whether the share correct rises with the measure, not a calibration diagonal.
     fig, ax = plt.subplots(figsize=(4.5, 4.5))
-    ax.plot([0, 1], [0, 1], color="lightgray", linestyle=":", label="perfect calibration")
     ax.plot([r["confidence"] for r in records], [r["accuracy"] for r in records], marker="o", label="TA")
-    ax.set_xlabel("TA confidence in the teacher's reply (mean of an equal-count bin)")
+    ax.set_xlabel(f"TA {measure} of the teacher's reply (mean of an equal-count bin)")
     ax.set_ylabel("teacher replies correct")
     ax.set_ylim(0, 1.05)
     ax.legend(fontsize=8)

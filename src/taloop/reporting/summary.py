@@ -90,9 +90,12 @@ def build_summary(
     teacher: Mapping[str, Any],
     signals: Mapping[str, Any],
     acquisition: Mapping[str, Any],
+    calibration: Mapping[str, Any],
+    stage2: Mapping[str, Mapping[str, Any]],
 ) -> dict[str, Any]:
     """``evals`` maps each variant (baseline first) to its metrics/eval/<variant>.json;
-    ``teacher`` covers every reply bought (up front and by the acquire stage)."""
+    ``teacher`` covers every reply bought (up front and by the acquire stage);
+    ``calibration`` is metrics/calibration.json, ``stage2`` each variant's metrics/stage2 file."""
     base = params.baseline
     variants = {name: variant_row(m, teacher["usd_value"]) for name, m in evals.items()}
     verdicts = {
@@ -105,7 +108,34 @@ def build_summary(
         "baseline": base,
         "variants": variants,
         "verdicts": verdicts,
-        "signals": {k: v for k, v in signals.items() if k.startswith("auc_") or k.endswith("_rate")},
+        "signals": {
+            k: v
+            for k, v in signals.items()
+            if k.startswith("auc_") or k.endswith("_rate") or k in ("signals", "ta_summary_measure")
+        },
+        "calibration": {
+            "replies": calibration["replies"],
+            "teacher_wrong_rate": calibration["teacher_wrong_rate"],
+            "student_wrong_rate": calibration["student_wrong_rate"],
+            "chosen": calibration["chosen"],
+            "auc": calibration["auc"],
+            "rule": calibration["rule"],
+            "usd_spent": calibration["teacher"]["usd_spent"],
+        },
+        "stage2": {
+            name: {
+                key: m.get(key)
+                for key in (
+                    "steps",
+                    "optimizer_steps_total",
+                    "examples_trained",
+                    "train_tokens",
+                    "signal_plan",
+                    "per_task",
+                )
+            }
+            for name, m in stage2.items()
+        },
         "teacher": {
             "replies": teacher["replies"],
             "unparsable": teacher["unparsable"],

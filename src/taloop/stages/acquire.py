@@ -6,10 +6,16 @@ from __future__ import annotations
 import logging
 
 from taloop import data, logs, paths
-from taloop.acquisition import acquisition_metrics, candidates, choose, remaining_quotas, sureness
+from taloop.acquisition import (
+    acquisition_metrics,
+    candidates,
+    choose,
+    remaining_quotas,
+    sureness_by_question,
+)
 from taloop.config import load_params
 from taloop.io import read_json, read_jsonl, write_json, write_jsonl
-from taloop.scoring import question_signals
+from taloop.scoring import question_signals, ta_measure_name
 from taloop.teachers.budget import Ledger
 from taloop.teachers.cache import ReplyCache, default_cache_dir
 from taloop.teachers.collect import collect_or_exit, teacher_or_exit
@@ -32,7 +38,9 @@ def main() -> None:
     scored = candidates(params, pool, {r["id"] for r in bought}, quotas)
     log.info("scoring %d unbought questions to choose %d replies", len(scored), sum(quotas.values()))
     signals = question_signals(params, paths.BASE_STUDENT, paths.BASE_TA, paths.WARMUP, scored, tasks)
-    sure = {i: sureness(s["sc"], s["ta_conf_student"]) for i, s in signals.items()}
+    measure = ta_measure_name(params)
+    log.info("sureness: self-consistency and the within-task rank of the TA's %s", measure)
+    sure = sureness_by_question(scored, signals, f"ta_student_{measure}")
     planned = choose(params, teacher, scored, sure, quotas)
     usd_cap = params.budget.usd
     if usd_cap is not None:  # one cap for both purchases

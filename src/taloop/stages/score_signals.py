@@ -7,9 +7,9 @@ import logging
 
 from taloop import data, logs, paths
 from taloop.config import load_params
-from taloop.io import read_jsonl, write_json, write_jsonl
+from taloop.io import read_json, read_jsonl, write_json, write_jsonl
 from taloop.schedule import split_warmup
-from taloop.scoring import score, signal_metrics
+from taloop.scoring import score, signal_metrics, ta_measure_name
 
 log = logging.getLogger(__name__)
 
@@ -30,10 +30,12 @@ def main() -> None:
     )
     gc.collect()
     write_jsonl(paths.SIGNALS, rows)
-    metrics = signal_metrics(rows, params.ta.scorer)
+    # The summary AUCs follow the measure the variants act on (calibrated on validation).
+    metrics = signal_metrics(rows, ta_measure_name(params, read_json(paths.CALIBRATION)))
     write_json(paths.SIGNAL_METRICS, metrics)
     log.info(
-        "AUC of TA-on-teacher at flagging wrong teacher replies: %s",
+        "AUC of TA-on-teacher (%s, pooled within task) at flagging wrong teacher replies: %s",
+        metrics["ta_summary_measure"],
         metrics["auc_ta_teacher_flags_wrong_teacher"],
     )
 

@@ -7,7 +7,8 @@ import logging
 from accelerate import PartialState
 
 from taloop import data, paths
-from taloop.io import read_jsonl, write_json
+from taloop.calibration import signal_plan
+from taloop.io import read_json, read_jsonl, write_json
 from taloop.schedule import plan_variant, settings, teacher_data_fingerprint
 from taloop.stages._variant import start
 from taloop.training import train_lora
@@ -19,13 +20,20 @@ def main(argv: list[str] | None = None) -> None:
     variant, params = start(__doc__, argv)
     responses = data.responses()
     signals = {(r["id"], r["sample"]): r for r in read_jsonl(paths.SIGNALS)}
-    plan = plan_variant(params, variant, responses, signals, data.prompts(params))
-    log.info("%s: %d of %d replies kept (weights %.2f..%.2f)", variant, plan.kept,
-             plan.replies_available, plan.weight_min, plan.weight_max)  # fmt: skip
+    calibrated = paths.CALIBRATION.is_file()
+    how, shares = signal_plan(
+        params, params.variants[variant],
+        read_json(paths.CALIBRATION) if calibrated else None,
+        read_jsonl(paths.CALIBRATION_ROWS) if calibrated else [],
+    )  # fmt: skip
+    plan = plan_variant(params, variant, responses, signals, data.prompts(params), how)
+    log.info("%s: %d of %d replies kept (weights %.2f..%.2f), %d optimiser steps, signals %s",
+             variant, plan.kept, plan.replies_available, plan.weight_min, plan.weight_max, plan.steps,
+             how)  # fmt: skip
     result = train_lora(
         paths.BASE_STUDENT,
         plan.examples,
-        settings(params, params.stage2),
+        settings(params, params.stage2, plan.steps),
         paths.stage2_model(variant),
         paths.TRAIN_CURVES / f"stage2_{variant}",
         init_adapter=paths.WARMUP if plan.from_warmup else None,
@@ -42,6 +50,16 @@ def main(argv: list[str] | None = None) -> None:
             "from_warmup": plan.from_warmup,
             "weight_min": plan.weight_min,
             "weight_max": plan.weight_max,
+            "signal_plan": None
+            if how is None
+            else {
+                "measure": how.measure,
+                "signs": how.signs,
+                "combine": how.combine,
+                "validation_wrong_loss_share_by_combine": shares,
+            },
+            "optimizer_steps_total": plan.total_steps,
+            "per_task": plan.per_task,
             **result,
         },
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from taloop import data, logs, paths
 from taloop.config import load_params
-from taloop.schedule import settings, split_warmup, to_example
+from taloop.schedule import epoch_steps, settings, split_warmup, to_example
 from taloop.training import train_lora
 
 
@@ -13,12 +13,13 @@ def main() -> None:
     logs.setup()
     params = load_params(paths.PARAMS)
     warm, _ = split_warmup(data.responses(acquired=False), params)
+    steps = epoch_steps(len(warm), params.warmup)  # as schedule.step_budget counts it
     prompts = data.prompts(params)
     examples = [to_example(r, prompts[r["id"]]) for r in warm]
     train_lora(
         paths.BASE_STUDENT,
         examples,
-        settings(params, params.warmup),
+        settings(params, params.warmup, steps),
         paths.WARMUP,
         paths.TRAIN_CURVES / "warmup",
     )

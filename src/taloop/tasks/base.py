@@ -50,6 +50,10 @@ class Task(ABC):
     def extract(self, text: str) -> str | None:
         return answers.extract(text, self.answer_format, self.vocabulary)
 
+    def extract_strict(self, text: str) -> str | None:
+        """The answer on the "The answer is X" line only, no fallbacks (what signals read)."""
+        return answers.extract_strict(text, self.answer_format, self.vocabulary)
+
     def is_correct(self, prediction: str | None, example: Example) -> bool:
         if prediction is None:
             return False

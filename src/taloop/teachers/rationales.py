@@ -28,7 +28,12 @@ class Rationale:
 
 class Writer(Protocol):
     def hardness(self, ex: Example) -> float:
-        """Positive; larger = harder. Only ratios within one task matter."""
+        """Positive; larger = harder. Only ratios within one task matter.
+
+        Reads the item's structure only (terms, premises, path length), never the gold
+        answer or anything that fixes it: errors that track the answer would hand any
+        signal with an answer bias (say, a leaning towards "Yes") a spurious AUC.
+        """
         ...
 
     def write(self, ex: Example, wrong: bool, rng: random.Random) -> Rationale: ...
@@ -227,7 +232,8 @@ _NOT_FOLLOWS = [
 
 class SyllogismWriter:
     def hardness(self, ex: Example) -> float:
-        return 1.0 + (ex.meta.get("type") == "inversion") + (not ex.meta.get("is_valid", True))
+        # Not is_valid: that is the gold label, and wrong replies would pile up on "No".
+        return 1.0 + (ex.meta.get("type") == "inversion")
 
     def write(self, ex: Example, wrong: bool, rng: random.Random) -> Rationale:
         follows = ex.gold.strip().lower() == "yes"

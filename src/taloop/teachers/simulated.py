@@ -3,9 +3,10 @@
 It writes a natural chain of thought from the generator's metadata and is wrong with
 probability ``error_rate`` on average, more often on harder items: an item's error
 probability is ``error_rate`` scaled by its hardness relative to the task's mean
-hardness, so the expected error rate stays at the setting. Tokens are counted with a
-real tokenizer and priced like an API, so budgets and spend behave as they would with
-a paid teacher.
+hardness, so the expected error rate stays at the setting. Hardness reads an item's
+structure, never its gold answer, so mistakes do not lean towards any answer. Tokens are
+counted with a real tokenizer and priced like an API, so budgets and spend behave as
+they would with a paid teacher.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ HARDNESS_SPREAD = 0.5
 _REFERENCE_ITEMS = 1000
 # A data seed nobody uses, so the calibration sample is not the data being labelled.
 REFERENCE_SEED = 7919
+# Part of the reply cache key: bump it whenever the writers or the error model change what a
+# reply says, so replies cached by an older simulation are not replayed as if current.
+# 2: hardness no longer reads the gold label (syllogism).
+WRITER_REVISION = 2
 
 
 @cache
@@ -65,6 +70,7 @@ class SimulatedTeacher:
             "max_tokens": cfg.max_tokens,
             "temperature": cfg.temperature,
             "tokenizer": cfg.tokenizer,
+            "writer_revision": WRITER_REVISION,
         }
 
     def count_tokens(self, text: str) -> int:
