@@ -115,6 +115,10 @@ def test_one_stage_signals_need_base_student_scores(raw_params: dict[str, Any]) 
     with pytest.raises(ConfigError, match=r"signals\.base_student"):
         validate_params(raw_params)
     raw_params["signals"]["base_student"] = True
+    # the validation calibration covers the warmed-up student's signals only
+    with pytest.raises(ConfigError, match=r"signals\.selection: .*as_listed"):
+        validate_params(raw_params)
+    raw_params["signals"]["selection"] = "as_listed"
     validate_params(raw_params)
 
 

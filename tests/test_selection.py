@@ -231,6 +231,7 @@ def _val_rows(n: int = 80) -> list[dict[str, Any]]:
     for i in range(n):
         teacher_ok, student_ok = i % 4 != 0, i % 3 != 0
         row = {
+            "id": f"q{i}",
             "task": "ab"[i % 2],
             "teacher_correct": teacher_ok,
             "student_correct": student_ok,
@@ -249,6 +250,7 @@ def _val_rows(n: int = 80) -> list[dict[str, Any]]:
 def test_calibration_picks_the_informative_measure_and_signs(raw_params: dict[str, Any]) -> None:
     params = _params(raw_params)
     out = decide(_val_rows(), params)
+    assert out["selection_replies"] == out["confirmation_replies"] == 40
     chosen = out["chosen"]
     assert chosen["measure"] == "min_logprob"
     assert chosen["signs"] == {"ta_teacher": 1, "ta_student": -1, "self_consistency": 0}

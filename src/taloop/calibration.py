@@ -5,7 +5,9 @@ teacher), samples the warmed-up student on them, and has the TA score both with 
 measure. From those rows, judged against gold, it decides:
 
 - the TA measure: the one whose pooled-within-task AUC at flagging wrong teacher replies is
-  highest (``ta.scorer: auto``);
+  highest on a selection half of the validation questions (``ta.scorer: auto``); everything
+  below is decided, and every AUC reported, on the other half, so the winner of five is not
+  judged on the rows that made it win;
 - each signal's inclusion and sign (``signals.selection: calibrated``): a signal is kept
   when the 95% CI of its pooled-within-task AUC at flagging what it claims to flag (wrong
   teacher replies for TA-on-teacher, wrong student answers for the two student signals)
@@ -23,6 +25,7 @@ The test split is never read here.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -70,19 +73,39 @@ def _wrong_share(rows: Sequence[dict[str, Any]], params: Params, plan: SignalPla
     return float(np.mean([t["wrong_loss_share"] for t in per_task.values()]))
 
 
+def split_halves(rows: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Validation rows split by question, within each task, into a selection half (where the
+    measure is chosen) and a confirmation half (where signs and the reported AUCs come from):
+    testing the best of five measures on the rows that made it best would overstate it."""
+    selection, confirmation = [], []
+    for task in sorted({r["task"] for r in rows}):
+        ids = sorted(
+            {r["id"] for r in rows if r["task"] == task}, key=lambda i: hashlib.sha256(i.encode()).hexdigest()
+        )
+        chosen = set(ids[: len(ids) // 2])
+        for r in rows:
+            if r["task"] == task:
+                (selection if r["id"] in chosen else confirmation).append(r)
+    return selection, confirmation
+
+
 def decide(rows: Sequence[dict[str, Any]], params: Params) -> dict[str, Any]:
     """Every measure's and signal's validation AUCs, and the choices made from them."""
     if not rows:
         raise ValueError("calibration needs scored validation replies; none were given")
     seed = params.eval.seed
     measures = [*TA_MEASURES, "judge"] if params.ta.scorer == "judge" else list(TA_MEASURES)
+    selection, confirmation = split_halves(rows)
+    picked = {
+        m: _auc(selection, signal_column("ta_teacher", m), TARGETS["ta_teacher"], seed) for m in measures
+    }
     auc: dict[str, Any] = {
-        ta: {m: _auc(rows, signal_column(ta, m), TARGETS[ta], seed) for m in measures}
+        ta: {m: _auc(confirmation, signal_column(ta, m), TARGETS[ta], seed) for m in measures}
         for ta in ("ta_teacher", "ta_student")
     }
-    auc["self_consistency"] = _auc(rows, "sc", TARGETS["self_consistency"], seed)
+    auc["self_consistency"] = _auc(confirmation, "sc", TARGETS["self_consistency"], seed)
     if params.ta.scorer == "auto":
-        measure = max(TA_MEASURES, key=lambda m: auc["ta_teacher"][m]["auc"] or 0.0)
+        measure = max(TA_MEASURES, key=lambda m: picked[m]["auc"] or 0.0)
     else:
         measure = params.ta.scorer
     chosen_auc = {
@@ -95,13 +118,17 @@ def decide(rows: Sequence[dict[str, Any]], params: Params) -> dict[str, Any]:
         "split": "val",
         "diagnostic_uses_gold": True,
         "replies": len(rows),
+        "selection_replies": len(selection),
+        "confirmation_replies": len(confirmation),
         "teacher_wrong_rate": float(np.mean([not r["teacher_correct"] for r in rows])),
         "student_wrong_rate": float(np.mean([not r["student_correct"] for r in rows])),
+        "selection_auc_ta_teacher": {m: a["auc"] for m, a in picked.items()},
         "auc": auc,
         "chosen": {"measure": measure, "signs": signs},
         "rule": (
-            "measure: highest pooled-within-task AUC at flagging wrong teacher replies; signal kept "
-            "(sign +1) when its AUC's 95% CI lies above 0.5, reversed (-1) when below, left out (0) "
+            "validation questions split in half within each task; measure: highest pooled-within-task "
+            "AUC at flagging wrong teacher replies on the first half; on the second half, a signal is "
+            "kept (sign +1) when its AUC's 95% CI lies above 0.5, reversed (-1) when below, left out (0) "
             f"otherwise or with fewer than {MIN_PER_CLASS} wrong or right outputs"
         ),
     }
@@ -155,4 +182,6 @@ def signal_plan(
         combine, shares = choose_combine(rows, params, measure, signs)
     else:
         combine = params.stage2.combine
+    if "ta_teacher" not in signs:
+        combine = "mean"  # without teacher trust there is nothing to gate: record what is applied
     return SignalPlan(measure=measure, signs=signs, combine=combine), shares

@@ -339,6 +339,12 @@ class Params(_Section):
                 "signals.base_student",
                 f"must be true for one-stage variants with signals ({', '.join(needs_base)})",
             )
+        if needs_base and self.signals.selection == "calibrated":
+            raise _KeyedError.one(
+                "signals.selection",
+                f"calibrate_signals calibrates the warmed-up student's signals, not the base student's "
+                f"that one-stage variants use ({', '.join(needs_base)}); set signals.selection: as_listed",
+            )
         if self.teacher.batch_api and self.teacher.backend not in ("openai", "anthropic"):
             raise _KeyedError.one(
                 "teacher.batch_api", "only the openai and anthropic backends have batch APIs"

@@ -47,12 +47,16 @@ def student_outputs(
         # Strict: a sample that never states "The answer is X" has no answer to agree with.
         answers = [task.extract_strict(t) for t in texts]
         cons = self_consistency(answers)
+        output = texts[cons.majority_index]
         out[ex.id] = {
             "sc": cons.share,
             "sc_entropy": cons.entropy,
             "student_answer": cons.majority,
-            "student_output": texts[cons.majority_index],
-            "student_correct": task.is_correct(cons.majority, ex),  # diagnostic (gold)
+            "student_output": output,
+            # Diagnostic (gold), read leniently as evaluation reads answers: judged by the strict
+            # reading, a missing answer line would count as wrong and lower self-consistency at
+            # once, crediting the signal with agreeing with itself.
+            "student_correct": task.is_correct(task.extract(output), ex),
         }
     return out
 

@@ -68,9 +68,17 @@ def signal_column(signal: str, measure: str, prefix: str = "") -> str:
     raise ValueError(f"unknown signal {signal!r}")
 
 
-def _part(rows: Sequence[dict[str, Any]], signal: str, plan: SignalPlan, prefix: str, tasks: np.ndarray):
+def _part(
+    rows: Sequence[dict[str, Any]], signal: str, plan: SignalPlan, prefix: str, tasks: np.ndarray
+) -> np.ndarray:
     column = signal_column(signal, plan.measure, prefix)
-    ranked = _within_task([r[column] for r in rows], tasks)
+    values = np.asarray([r[column] for r in rows], dtype=float)
+    if not np.all(np.isfinite(values)):
+        bad = next(r for r, v in zip(rows, values, strict=True) if not np.isfinite(v))
+        raise ValueError(
+            f"signal column {column} is not finite for reply {bad.get('id')}#{bad.get('sample')}"
+        )
+    ranked = _within_task(values, tasks)
     # Trust is usefulness as measured; doubt and error are usefulness when confidence is low.
     useful = ranked if signal == "ta_teacher" else 1 - ranked
     return useful if plan.signs[signal] > 0 else 1 - useful

@@ -258,8 +258,15 @@ def train_lora(
     if live:
         live.end()
     trainer.save_model(str(out_dir))  # the final adapter, beside the last checkpoint
+    # Clipping rescales a whole batch's gradient, so a batch of high-weight examples clipped
+    # to the limit pushes no harder than one of low-weight examples: how often it happened
+    # says how far the weights survived.
+    norms = [h["grad_norm"] for h in trainer.state.log_history if "grad_norm" in h]
     return {
         "train_loss": float(result.training_loss),
+        "clipped_steps_share": (
+            sum(n > args.max_grad_norm for n in norms) / len(norms) if norms and args.max_grad_norm else 0.0
+        ),
         "steps": float(result.global_step),
         # non-padding tokens passed through the model in training (throughput figures)
         "train_tokens": float(trainer.tokens_seen),
