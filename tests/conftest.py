@@ -25,6 +25,17 @@ def load_benchmark(name: str) -> types.ModuleType:
     return module
 
 
+@pytest.fixture(scope="module")
+def tiny() -> tuple[Any, Any]:
+    """The tiny in-process model and its tokenizer (with a pad token), one per test module."""
+    from taloop.models import TINY_RANDOM, load_source
+
+    model, tok = load_source(TINY_RANDOM)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    return model, tok
+
+
 @pytest.fixture
 def raw_params() -> dict[str, Any]:
     """The repository's params.yaml as a dict; tests mutate their own copy."""

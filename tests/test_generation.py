@@ -15,7 +15,6 @@ import torch
 from taloop import manifest
 from taloop.generation import GumbelSampler, generate, sample_seed
 from taloop.manifest import CPU_FLAGS, build_manifest, onednn_version
-from taloop.models import TINY_RANDOM, load_source
 
 # Different lengths, so each prompt sits under a different amount of left padding
 # depending on its neighbours.
@@ -26,14 +25,6 @@ PROMPTS = [
     "bb",
 ]
 SAMPLING = {"max_new_tokens": 8, "num_samples": 3, "temperature": 1.0, "seed": 7}
-
-
-@pytest.fixture(scope="module")
-def tiny() -> tuple[Any, Any]:
-    model, tok = load_source(TINY_RANDOM)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return model, tok
 
 
 def test_samples_do_not_depend_on_the_batch(tiny: tuple[Any, Any]) -> None:

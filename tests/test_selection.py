@@ -11,7 +11,6 @@ import torch
 
 from taloop.calibration import choose_combine, decide, signal_plan
 from taloop.config import ConfigError, Stage2Config, VariantSpec, validate_params
-from taloop.models import TINY_RANDOM, load_source
 from taloop.schedule import plan_variant, step_budget
 from taloop.selection import SignalPlan, example_weights, rank_normalise, task_diagnostics, usefulness
 from taloop.training import TrainExample, WeightedCollator, encode, loss_normaliser, weighted_loss
@@ -110,13 +109,6 @@ def test_oracle_drops_exactly_the_wrong_teacher_replies() -> None:
 
 
 # --- the fixed loss normaliser -----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny() -> tuple[Any, Any]:
-    model, tok = load_source(TINY_RANDOM)
-    tok.pad_token = tok.pad_token or tok.eos_token
-    return model, tok
 
 
 A = TrainExample("What is 2 + 2?", "2 + 2 = 4\nThe answer is 4.")

@@ -16,7 +16,6 @@ from taloop import scoring
 from taloop.acquisition import sureness_by_question
 from taloop.config import Params, TaskSpec, validate_params
 from taloop.metrics import flag_auc, grouped_flag_auc, rank_flag_auc
-from taloop.models import TINY_RANDOM, load_source
 from taloop.signals import (
     TA_MEASURES,
     answer_token_indices,
@@ -64,14 +63,6 @@ def test_a_sample_without_an_answer_line_lowers_self_consistency(
 
 
 # --- TA measures -----------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def tiny() -> tuple[Any, Any]:
-    model, tok = load_source(TINY_RANDOM)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return model, tok
 
 
 PROMPTS = ["What is 2 + 2?", "Is every cat a mammal?", "How is Ann related to Bob?", "Say a number."]

@@ -18,14 +18,6 @@ from taloop.signals import judge_confidence, self_consistency, ta_measures
 from taloop.training import TrainExample, WeightedCollator, encode, weighted_loss
 
 
-@pytest.fixture(scope="module")
-def tiny() -> tuple[Any, Any]:
-    model, tok = load_source(TINY_RANDOM)
-    if tok.pad_token is None:
-        tok.pad_token = tok.eos_token
-    return model, tok
-
-
 def _batch(tok: Any, examples: list[TrainExample]) -> dict[str, torch.Tensor]:
     return WeightedCollator(tok.pad_token_id)(encode(tok, examples, max_length=128))
 
