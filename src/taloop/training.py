@@ -265,8 +265,9 @@ def train_lora(
     return {
         "train_loss": float(result.training_loss),
         "clipped_steps_share": (
-            sum(n > args.max_grad_norm for n in norms) / len(norms) if norms and args.max_grad_norm else 0.0
+            sum(n > args.max_grad_norm for n in norms) / len(norms) if norms and args.max_grad_norm else None
         ),
+        "grad_norm_max": max(norms) if norms else None,
         "steps": float(result.global_step),
         # non-padding tokens passed through the model in training (throughput figures)
         "train_tokens": float(trainer.tokens_seen),
