@@ -2,7 +2,7 @@
 large validation sample of simulated teacher replies (free), with bootstrap CIs.
 
     python benchmarks/ta_probe.py --ta-dir models/base/ta [--per-task 100] [--error-rate 0.5]
-        [--out benchmarks/results/ta_probe.json]
+        [--judge] [--out benchmarks/results/ta_probe.json]
 
 The validation split is enlarged to ``--per-task`` items (the test split is drawn first and
 does not move), so nothing here looks at test. A run's own stage-2 replies number 18 per
@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from taloop import logs
-from taloop.config import TA_MEASURES, validate_params
+from taloop.config import validate_params
 from taloop.metrics import grouped_flag_auc
 from taloop.models import load_saved
 from taloop.scoring import ta_scores
@@ -42,11 +42,15 @@ def main() -> None:
     parser.add_argument("--ta-dir", type=Path, required=True, help="a saved TA (models/base/ta of a run)")
     parser.add_argument("--per-task", type=int, default=100)
     parser.add_argument("--error-rate", type=float, default=0.5)
+    parser.add_argument("--judge", action="store_true", help="also ask the TA as a judge (one more pass)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ta_probe.json"))
     args = parser.parse_args()
 
     raw = yaml.safe_load(Path(args.params).read_text())
     raw["data"]["val_per_task"] = args.per_task
+    # The train pool is not needed; small generators (leg_counting) have few distinct items.
+    raw["data"]["train_per_task"] = 1
+    raw["budget"]["queries"] = 1
     raw["teacher"]["error_rate"] = args.error_rate
     params = validate_params(raw)
     val = make_splits(params.data)["val"]
@@ -68,6 +72,7 @@ def main() -> None:
         [r["question"] for r in rows],
         [r["rationale"] for r in rows],
         "teacher",
+        judge=args.judge,
     )
     wrong = [not r["correct"] for r in rows]
     groups = [r["task"] for r in rows]
@@ -76,7 +81,7 @@ def main() -> None:
         "items_per_task": args.per_task,
         "error_rate": args.error_rate,
         "wrong_per_task": {t: sum(w for w, g in zip(wrong, groups, strict=True) if g == t) for t in tasks},
-        "auc": {m: grouped_flag_auc(wrong, scores[m], groups, seed=0) for m in TA_MEASURES},
+        "auc": {m: grouped_flag_auc(wrong, scores[m], groups, seed=0) for m in scores},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
