@@ -180,7 +180,9 @@ def calibration_table(calibration: Mapping[str, Any]) -> str:
     return "\n\n".join([
         f"Chosen on {calibration['replies']} validation replies (teacher wrong on "
         f"{pct(calibration['teacher_wrong_rate'])}, warmed-up student on "
-        f"{pct(calibration['student_wrong_rate'])}): TA measure **{measure}**. Rule: {calibration['rule']}.",
+        f"{pct(calibration['student_wrong_rate'])}; the replies cost {usd(calibration['usd_spent'])} "
+        f"new this run, inside the same budget.usd cap): TA measure **{measure}**. "
+        f"Rule: {calibration['rule']}.",
         measures,
         table(["signal", f"validation AUC ({measure})", "decision"], rows),
     ])  # fmt: skip
