@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from sklearn.metrics import roc_auc_score
 
 from taloop import scoring
 from taloop.acquisition import sureness_by_question
 from taloop.config import Params, TaskSpec, validate_params
-from taloop.metrics import flag_auc, grouped_flag_auc, rank_flag_auc
+from taloop.metrics import grouped_flag_auc, rank_flag_auc
 from taloop.signals import (
     TA_MEASURES,
     answer_token_indices,
@@ -198,7 +199,7 @@ def test_signal_metrics_pool_per_task_aucs(raw_params: dict[str, Any]) -> None:
     assert mean["auc"] == pytest.approx(0.625) and mean["groups_used"] == 2
     # pooling all rows instead would rank task c's confident right replies too
     assert (
-        flag_auc(
+        _sklearn_auc(
             [not r["teacher_correct"] for r in ROWS[:-1]], [r["ta_teacher_mean_logprob"] for r in ROWS[:-1]]
         )
         != 0.625
@@ -217,16 +218,21 @@ def test_signal_metrics_pool_per_task_aucs(raw_params: dict[str, Any]) -> None:
     assert named["auc_ta_teacher_flags_wrong_teacher"] == pytest.approx(0.375)
 
 
+def _sklearn_auc(wrong: Any, conf: Any) -> float:
+    """The reference: sklearn's AUC of low confidence at flagging the wrong outputs."""
+    return float(roc_auc_score(np.asarray(wrong, dtype=int), -np.asarray(conf, dtype=float)))
+
+
 def test_rank_auc_matches_sklearn_with_ties_and_ci_is_seeded() -> None:
     rng = np.random.default_rng(1)
     wrong = rng.random(40) < 0.3
     conf = rng.integers(0, 5, size=40).astype(float)  # many ties
-    assert rank_flag_auc(wrong[None], conf[None])[0] == pytest.approx(flag_auc(wrong, conf))
+    assert rank_flag_auc(wrong[None], conf[None])[0] == pytest.approx(_sklearn_auc(wrong, conf))
     assert np.isnan(rank_flag_auc(np.zeros((1, 3), bool), np.ones((1, 3))))[0]
     groups = ["x"] * 20 + ["y"] * 20
     first = grouped_flag_auc(wrong, conf, groups, n_boot=300, seed=5)
     assert first == grouped_flag_auc(wrong, conf, groups, n_boot=300, seed=5)
-    per = [flag_auc(wrong[:20], conf[:20]), flag_auc(wrong[20:], conf[20:])]
+    per = [_sklearn_auc(wrong[:20], conf[:20]), _sklearn_auc(wrong[20:], conf[20:])]
     assert first["auc"] == pytest.approx(np.mean(per))
 
 

@@ -12,7 +12,7 @@ import torch
 
 from taloop.config import validate_params
 from taloop.generation import GenerationBackendError, complete, generate
-from taloop.metrics import bootstrap_ci, flag_auc, paired_comparison
+from taloop.metrics import bootstrap_ci, paired_comparison
 from taloop.models import TINY_RANDOM, load_saved, load_source, materialize
 from taloop.signals import judge_confidence, self_consistency, ta_measures
 from taloop.training import TrainExample, WeightedCollator, encode, weighted_loss
@@ -147,12 +147,6 @@ def test_bootstrap_and_paired_comparison() -> None:
     assert win["diff"] == pytest.approx(0.4) and win["p_value"] < 0.01
     assert win["relative_improvement"] == pytest.approx(0.8)
     assert win["relative_ci_low"] < 0.8 < win["relative_ci_high"]
-
-
-def test_flag_auc() -> None:
-    assert flag_auc([True, False, True, False], [0.1, 0.9, 0.2, 0.8]) == 1.0
-    assert flag_auc([True, False], [0.9, 0.1]) == 0.0
-    assert flag_auc([False, False], [0.3, 0.4]) is None
 
 
 def test_models_resolve_from_a_local_path(tmp_path) -> None:

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import rankdata
-from sklearn.metrics import roc_auc_score
 
 
 def _resample_indices(groups: Sequence[str], n_boot: int, seed: int) -> np.ndarray:
@@ -59,19 +58,11 @@ def paired_comparison(
     }
 
 
-def flag_auc(is_wrong: Sequence[bool], confidence: Sequence[float]) -> float | None:
-    """ROC-AUC of (1 - confidence) at flagging wrong outputs; None when only one class occurs."""
-    y = np.asarray(is_wrong, dtype=int)
-    if y.min() == y.max():
-        return None
-    return float(roc_auc_score(y, -np.asarray(confidence, dtype=float)))
-
-
 def rank_flag_auc(is_wrong: np.ndarray, confidence: np.ndarray) -> np.ndarray:
     """Row-wise ROC-AUC of (1 - confidence) at flagging wrong outputs, for 2-D arrays (one row
     per bootstrap resample); NaN where a row has a single class.
 
-    The Mann-Whitney form on average ranks equals :func:`flag_auc` (ties count one half) and
+    The Mann-Whitney form on average ranks equals sklearn's roc_auc_score (ties count one half) and
     handles a thousand resamples in one call, where sklearn would need a call each.
     """
     wrong = np.asarray(is_wrong, dtype=bool)
