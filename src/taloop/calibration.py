@@ -33,6 +33,7 @@ import numpy as np
 
 from taloop.config import TA_MEASURES, ConfigError, Params, VariantSpec
 from taloop.metrics import grouped_flag_auc
+from taloop.scoring import ta_measure_name
 from taloop.selection import SignalPlan, example_weights, signal_column, task_diagnostics
 
 # What each signal claims to flag when it is low.
@@ -172,7 +173,7 @@ def signal_plan(
             "run that stage or set ta.scorer, stage2.combine and signals.selection explicitly",
         )])  # fmt: skip
     chosen = (calibration or {}).get("chosen", {})
-    measure = chosen["measure"] if params.ta.scorer == "auto" else params.ta.scorer
+    measure = ta_measure_name(params, calibration)
     if params.signals.selection == "calibrated":
         signs = {s: chosen["signs"][s] for s in variant.signals if chosen["signs"][s]}
     else:
