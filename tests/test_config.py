@@ -122,13 +122,67 @@ def test_one_stage_signals_need_base_student_scores(raw_params: dict[str, Any]) 
     validate_params(raw_params)
 
 
+def _leaves(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
+    """Every non-mapping value by its key path."""
+    out: dict[tuple[str, ...], Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict) and value:
+            out.update(_leaves(value, (*prefix, key)))
+        else:
+            out[(*prefix, key)] = value
+    return out
+
+
+def _key_orders(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], list[str]]:
+    """Each mapping's keys, in file order, by the mapping's key path."""
+    out = {prefix: list(tree)}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_key_orders(value, (*prefix, key)))
+    return out
+
+
+def _comments(text: str) -> list[str]:
+    return [line[line.index("#") :] for line in text.splitlines() if "#" in line]
+
+
 @pytest.mark.parametrize("profile", ["test", "paper"])
-def test_profiles_merge_into_valid_params(profile: str, tmp_path: Path) -> None:
+def test_profile_keeps_comments_and_key_order(profile: str, tmp_path: Path) -> None:
+    original_text = (REPO / "params.yaml").read_text()
+    target = tmp_path / "params.yaml"
+    target.write_text(original_text)
+    returned = apply_profile(profile, target, REPO / "profiles")
+    written_text = target.read_text()
+    original, written = yaml.safe_load(original_text), yaml.safe_load(written_text)
+    overrides = _leaves(yaml.safe_load((REPO / "profiles" / f"{profile}.yaml").read_text()))
+
+    assert _comments(original_text) and _comments(written_text) == _comments(original_text)
+    written_orders = _key_orders(written)
+    for path, keys in _key_orders(original).items():
+        assert written_orders[path][: len(keys)] == keys, path  # a key the profile adds goes last
+    for path, value in overrides.items():
+        node = written
+        for key in path:
+            node = node[key]
+        # an empty mapping merges into the one there (leaving it as it was), a leaf replaces
+        assert isinstance(node, dict) if value == {} else node == value, path
+    assert written != original  # the checks above are not vacuous
+    written_leaves = _leaves(written)
+    for path, value in _leaves(original).items():
+        if not any(path[: len(o)] == o or o[: len(path)] == path for o in overrides):
+            assert written_leaves[path] == value, path
+    load_params(target)
+    assert returned == written  # what the caller gets is what the file now says
+
+
+def test_invalid_profile_leaves_params_untouched(tmp_path: Path) -> None:
+    (tmp_path / "profiles").mkdir()
+    (tmp_path / "profiles" / "broken.yaml").write_text("budget: {queries: -1}\n")
     target = tmp_path / "params.yaml"
     target.write_text((REPO / "params.yaml").read_text())
-    merged = apply_profile(profile, target, REPO / "profiles")
-    assert load_params(target) == validate_params(merged)
-    assert merged["data"]["tasks"]  # untouched sections survive the merge
+    with pytest.raises(ConfigError, match=r"budget\.queries"):
+        apply_profile("broken", target, tmp_path / "profiles")
+    assert target.read_text() == (REPO / "params.yaml").read_text()
 
 
 def test_simulated_teacher_refuses_user_datasets(raw_params: dict[str, Any]) -> None:

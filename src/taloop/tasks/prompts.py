@@ -7,10 +7,14 @@ teacher reply (and is part of the teacher cache key through the rendered prompt)
 
 from __future__ import annotations
 
+import re
 from functools import cache
 from pathlib import Path
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
+
+# `{name}` only: other braces (JSON, set notation in a question) are not placeholders
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
 def available_templates() -> list[str]:
@@ -26,9 +30,13 @@ def _template(name: str) -> str:
 
 
 def render(name: str, **fields: str) -> str:
-    """Fill ``{field}`` placeholders; str.replace, not str.format, since model text and
-    questions may contain braces."""
+    """Fill the template's ``{field}`` placeholders in one pass over the template, so a
+    field's text (a question or model output, which may contain braces or even ``{output}``)
+    is inserted verbatim and never searched for placeholders itself."""
     text = _template(name)
-    for key, value in fields.items():
-        text = text.replace(f"{{{key}}}", value.strip())
-    return text.strip()
+    wanted = set(_PLACEHOLDER.findall(text))
+    # a placeholder left in would reach a (paid) teacher as literal text
+    if missing := sorted(wanted - fields.keys()):
+        given = ", ".join(sorted(fields)) or "none"
+        raise KeyError(f"prompt template {name!r} needs field(s) {', '.join(missing)}; given: {given}")
+    return _PLACEHOLDER.sub(lambda m: fields[m.group(1)].strip(), text).strip()
