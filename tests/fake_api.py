@@ -1,6 +1,7 @@
 """A local HTTP server on 127.0.0.1 that speaks enough of the OpenAI (chat completions, files,
 batches) and Anthropic (messages, message batches) wire formats for the official clients,
-with injectable latency and faults, and a ledger of what it billed."""
+with injectable latency and faults, and a ledger of what it billed; and the params that
+point a teacher at it."""
 
 from __future__ import annotations
 
@@ -16,7 +17,11 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from taloop.config import Params, validate_params
+
 FAULTS = ("429", "500", "529", "timeout", "malformed", "drop")
+FAKE_KEY = "taloop-test-key-not-a-real-one"
+KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
 
 
 @dataclass
@@ -343,3 +348,16 @@ class FakeAPI:
                     self._send(404, {"error": {"type": "not_found_error", "message": self.path}})
 
         return Handler
+
+
+def api_params(raw: dict[str, Any], api: FakeAPI, backend: str, queries: int, **teacher: Any) -> Params:
+    """``raw`` (params.yaml) buying ``queries`` replies from ``api`` with ``backend``'s client."""
+    per_task = -(-queries // len(raw["data"]["tasks"]))
+    raw["data"].update(train_per_task=per_task, val_per_task=2, test_per_task=2)
+    raw["budget"].update(queries=queries)
+    raw["teacher"].update({
+        "backend": backend, "model": f"fake-{backend}", "timeout_s": 2.0, "max_retries": 4, "concurrency": 32,
+        "base_url": api.openai_url if backend == "openai" else api.anthropic_url, "batch_poll_s": 0.02,
+        **teacher,
+    })  # fmt: skip
+    return validate_params(raw)

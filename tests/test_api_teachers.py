@@ -14,29 +14,14 @@ import pytest
 from taloop.config import Params, validate_params
 from taloop.tasks.registry import get_task
 from taloop.tasks.splits import make_splits
-from taloop.teachers.base import TeacherFatalError, price_usd
+from taloop.teachers.base import TeacherFatalError, TeacherRequest, price_usd
 from taloop.teachers.batch import BatchState
 from taloop.teachers.cache import ReplyCache
 from taloop.teachers.collect import collect, plan_queries, teacher_metrics
 from taloop.teachers.factory import make_teacher
 from taloop.teachers.limits import RateLimiter
 
-from .fake_api import FakeAPI, Faults
-
-FAKE_KEY = "taloop-test-key-not-a-real-one"
-KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY"}
-
-
-def _params(raw: dict[str, Any], api: FakeAPI, backend: str, queries: int, **teacher: Any) -> Params:
-    per_task = -(-queries // len(raw["data"]["tasks"]))
-    raw["data"].update(train_per_task=per_task, val_per_task=2, test_per_task=2)
-    raw["budget"].update(queries=queries)
-    raw["teacher"].update({
-        "backend": backend, "model": f"fake-{backend}", "timeout_s": 2.0, "max_retries": 4, "concurrency": 32,
-        "base_url": api.openai_url if backend == "openai" else api.anthropic_url, "batch_poll_s": 0.02,
-        **teacher,
-    })  # fmt: skip
-    return validate_params(raw)
+from .fake_api import FAKE_KEY, KEY_ENV, FakeAPI, Faults, api_params
 
 
 def _collect(params: Params, cache_dir: Path) -> tuple[Any, dict[str, Any], ReplyCache]:
@@ -65,7 +50,7 @@ def test_faults_leave_every_item_answered_once_and_billed_once(
     # A legitimately slow reply must not time out (a retry would bill it twice): generous
     # client timeout, and injected hangs longer than it.
     with FakeAPI(Faults(rate=0.3, hang_s=3.0)) as api:
-        params = _params(raw_params, api, backend, queries, max_tokens=64, http_client=http_client)
+        params = api_params(raw_params, api, backend, queries, max_tokens=64, http_client=http_client)
         bound = queries * price_usd(600, 64, params.teacher.price)  # prompts here are far below 600 bytes
         params = params.model_copy(update={"budget": params.budget.model_copy(update={"usd": bound})})
         result, metrics, _ = _collect(params, isolated_cache)
@@ -89,7 +74,7 @@ def test_items_that_finally_fail_are_reported_and_the_rest_stay_bought(
 ) -> None:
     monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
     with FakeAPI(Faults(rate=0.5, kinds=("500",), max_per_item=99)) as api:
-        params = _params(raw_params, api, "openai", 40, max_retries=1)
+        params = api_params(raw_params, api, "openai", 40, max_retries=1)
         result, metrics, _ = _collect(params, isolated_cache)
         assert result.failed and len(result.rows) == 40 - len(result.failed)
         assert metrics["failed"] == len(result.failed) and all(
@@ -107,13 +92,26 @@ def test_a_missing_key_fails_before_anything_is_sent(raw_params: dict[str, Any],
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.setenv("MY_TEACHER_KEY", "")
     with FakeAPI() as api:
-        params = _params(raw_params, api, "openai", 8)
+        params = api_params(raw_params, api, "openai", 8)
         with pytest.raises(TeacherFatalError, match="environment variable OPENAI_API_KEY is not set"):
             make_teacher(params)
         raw_params["teacher"]["api_key_env"] = "MY_TEACHER_KEY"
         with pytest.raises(TeacherFatalError, match="MY_TEACHER_KEY"):
             make_teacher(validate_params(raw_params))
     assert api.ledger.requests == 0
+
+
+def _stop_while_polling(teacher: Any, requests: list[TeacherRequest], state: BatchState) -> None:
+    """A run stopped while its batch is still in progress: the batch id is on disk."""
+
+    async def stopped_while_polling() -> None:
+        try:
+            await asyncio.wait_for(teacher.run_batch(requests, state), timeout=0.5)
+        finally:
+            await teacher.aclose()
+
+    with pytest.raises(TimeoutError):
+        asyncio.run(stopped_while_polling())
 
 
 @pytest.mark.parametrize("backend", ["openai", "anthropic"])
@@ -123,20 +121,11 @@ def test_batch_api_counts_failed_and_expired_rows_and_resumes_instead_of_resubmi
     monkeypatch.setenv(KEY_ENV[backend], FAKE_KEY)
     faults = Faults(batch_failed_rows=0.1, batch_expired_rows=0.1, batch_polls=1000)
     with FakeAPI(faults) as api:
-        params = _params(raw_params, api, backend, 60, batch_api=True)
+        params = api_params(raw_params, api, backend, 60, batch_api=True)
         teacher = make_teacher(params)
         requests = [q.request for q in plan_queries(params, make_splits(params.data)["train"], teacher)]
         state = BatchState(isolated_cache, backend, [r.key for r in requests])
-
-        async def stopped_while_polling() -> None:
-            try:
-                await asyncio.wait_for(teacher.run_batch(requests, state), timeout=0.5)
-            finally:
-                await teacher.aclose()
-
-        # the run is stopped while the batch is still in progress: its id is on disk
-        with pytest.raises(TimeoutError):
-            asyncio.run(stopped_while_polling())
+        _stop_while_polling(teacher, requests, state)
         assert state.load() is not None and api.ledger.batches_created == 1
         faults.batch_polls = 0
         result, metrics, _ = _collect(params, isolated_cache)
@@ -149,7 +138,30 @@ def test_batch_api_counts_failed_and_expired_rows_and_resumes_instead_of_resubmi
         api.ledger.input_tokens, api.ledger.output_tokens, params.teacher.price, batch=True
     )
     assert metrics["usd_spent"] == pytest.approx(batch_price, abs=1e-6)
-    assert state.load() is None  # results cached: the batch is done with
+    # results cached: the batch is done with, as a rerun reads the state from disk
+    assert BatchState(isolated_cache, backend, state.keys).load() is None
+
+
+def test_a_batch_left_by_a_stopped_run_is_resumed_by_a_run_that_plans_part_of_it(
+    raw_params: dict[str, Any], isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    faults = Faults(batch_polls=1000)
+    with FakeAPI(faults) as api:
+        params = api_params(raw_params, api, "openai", 60, batch_api=True)
+        teacher = make_teacher(params)
+        requests = [q.request for q in plan_queries(params, make_splits(params.data)["train"], teacher)]
+        keys = [r.key for r in requests]
+        _stop_while_polling(teacher, requests, BatchState(isolated_cache, "openai", keys))
+        faults.batch_polls = 0
+        # the first 20 of the same purchase order: another set of keys than the batch's
+        fewer = params.model_copy(update={"budget": params.budget.model_copy(update={"queries": 20})})
+        result, metrics, _ = _collect(fewer, isolated_cache)
+    assert api.ledger.batches_created == 1  # found by its keys, not submitted again for the 20
+    assert len(result.rows) == metrics["queries_sent"] == 20
+    cache = ReplyCache(isolated_cache)  # the other 40 replies of the batch are paid for: kept too
+    assert all(key in cache for key in keys)
+    assert len(api.ledger.billed) == 60 and set(api.ledger.billed.values()) == {1}
 
 
 def test_rate_limiter_holds_requests_past_the_limit() -> None:

@@ -1,6 +1,8 @@
 """The reply cache's journal: replies that arrive together are written as one group, a line
 cut short by a kill is skipped without losing the others, and caches written before the
-journal still answer."""
+journal still answer. Its claims: a key claimed by a live collection is not claimed again,
+and the claims of a collection that ended or died pass to the next. A saved batch id is
+durable, rename included."""
 
 from __future__ import annotations
 
@@ -8,12 +10,19 @@ import asyncio
 import json
 import logging
 import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from taloop.teachers import cache as cache_module
 from taloop.teachers.base import TeacherReply
+from taloop.teachers.batch import BatchState
 from taloop.teachers.cache import ReplyCache
+
+KEYS = [f"key{n}" for n in range(4)]
 
 
 def _reply(n: int) -> TeacherReply:
@@ -103,3 +112,99 @@ def test_after_a_failed_sync_the_next_group_starts_a_new_journal(
     asyncio.run(_put_all(cache, 3, first=3))
     assert len(list((tmp_path / "teacher").glob("journal-*.jsonl"))) == 2
     assert all(f"key{n}" in ReplyCache(tmp_path) for n in range(3, 6))
+
+
+def test_a_line_being_written_by_another_process_is_read_once_it_is_whole(tmp_path: Path) -> None:
+    line = json.dumps({"key": "key9", "reply": vars(_reply(9)), "record": {}}).encode() + b"\n"
+    journal = tmp_path / "teacher" / "journal-1-other.jsonl"
+    journal.parent.mkdir()
+    journal.write_bytes(line[:20])
+    cache = ReplyCache(tmp_path)
+    assert "key9" not in cache
+    with journal.open("ab") as fh:
+        fh.write(line[20:])
+    asyncio.run(cache.refresh())
+    assert cache.get("key9") == _reply(9)
+
+
+def test_keys_a_live_collection_claims_are_waited_for_and_what_it_leaves_is_taken_over(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "CLAIM_POLL_S", 0.01)
+    first, second = ReplyCache(tmp_path), ReplyCache(tmp_path)
+
+    async def scenario() -> list[str]:
+        assert await first.claim(KEYS) == KEYS
+        assert await second.claim(KEYS) == []
+        waiting = asyncio.create_task(second.wait_to_claim(KEYS))
+        await asyncio.gather(first.put("key0", _reply(0), {}), first.put("key1", _reply(1), {}))
+        await asyncio.sleep(0.1)
+        assert not waiting.done()  # key2 and key3 are still claimed
+        await first.aclose()  # it ends without buying them
+        try:
+            return await waiting
+        finally:
+            await second.aclose()
+
+    assert asyncio.run(scenario()) == ["key2", "key3"]
+    assert second.get("key0") == _reply(0) and second.get("key1") == _reply(1)
+    assert not list((tmp_path / "teacher" / "claims").iterdir())  # both gave their claims up
+
+
+_DIE_HOLDING_CLAIMS = """
+import asyncio, os, signal, sys
+from pathlib import Path
+from taloop.teachers.base import TeacherReply
+from taloop.teachers.cache import ReplyCache
+
+async def main() -> None:
+    cache = ReplyCache(Path(sys.argv[1]))
+    await cache.claim([f"key{n}" for n in range(4)])
+    await cache.put("key0", TeacherReply("rationale 0", 10, 20, {"n": 0}), {})
+    os.kill(os.getpid(), signal.SIGKILL)
+
+asyncio.run(main())
+"""
+
+
+def test_the_claims_of_a_collection_that_died_pass_to_the_next_and_its_replies_stay(
+    tmp_path: Path,
+) -> None:
+    died = subprocess.run([sys.executable, "-c", _DIE_HOLDING_CLAIMS, str(tmp_path)], check=False)
+    assert died.returncode == -signal.SIGKILL
+    cache = ReplyCache(tmp_path)
+
+    async def claim() -> list[str]:
+        try:
+            return await cache.claim(KEYS)
+        finally:
+            await cache.aclose()
+
+    assert asyncio.run(claim()) == ["key1", "key2", "key3"]
+    assert cache.get("key0") == _reply(0)
+    assert not list((tmp_path / "teacher" / "claims").iterdir())
+
+
+def test_a_saved_batch_id_is_synced_and_so_is_its_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    events: list[tuple[str, int]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append(("fsync", os.fstat(fd).st_ino))
+        real_fsync(fd)
+
+    def replace(src: str, dst: str) -> None:
+        real_replace(src, dst)
+        events.append(("replace", os.stat(dst).st_ino))
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    state = BatchState(tmp_path, "openai", KEYS)
+    state.save("batch_1")
+    file, directory, parent = (os.stat(p).st_ino for p in (state.path, state.path.parent, tmp_path))
+    # the new batches/ directory is recorded in its parent, the file synced before its
+    # rename, and the directory after it
+    assert events == [("fsync", parent), ("fsync", file), ("replace", file), ("fsync", directory)]
+    assert BatchState(tmp_path, "openai", KEYS).load() == "batch_1"

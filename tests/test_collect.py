@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +11,7 @@ from taloop.config import Params, validate_params
 from taloop.tasks.base import Example
 from taloop.tasks.registry import get_task
 from taloop.tasks.splits import make_splits
+from taloop.teachers import cache as cache_module
 from taloop.teachers.base import TeacherReply, TeacherRequest, price_usd
 from taloop.teachers.budget import BudgetExhausted, Ledger
 from taloop.teachers.cache import ReplyCache, cache_key, repo_root
@@ -103,6 +106,30 @@ def test_usd_budget_is_never_exceeded(setup) -> None:
     assert 0 < metrics["usd_spent"] <= 2.5 * bound
     assert metrics["budget"]["exhausted"] and metrics["budget"]["unbought"] == 8 - metrics["queries_sent"] > 0
     assert len(result.rows) == metrics["queries_sent"]
+
+
+def test_replies_another_collection_is_buying_are_waited_for_and_what_it_leaves_is_bought(
+    setup, isolated_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cache_module, "CLAIM_POLL_S", 0.01)
+    params, pool, tasks, cache = setup()
+    keys = [q.key for q in plan_queries(params, pool, make_teacher(params))]
+    other = ReplyCache(isolated_cache)  # a collection running at once, buying the first 4
+    assert asyncio.run(other.claim(keys[:4])) == keys[:4]
+    bought = TeacherReply("bought by the other collection", 1, 1)
+
+    async def buy_two_then_end() -> None:
+        await asyncio.gather(*(other.put(key, bought, {}) for key in keys[:2]))
+        await other.aclose()
+
+    ends = threading.Timer(0.2, lambda: asyncio.run(buy_two_then_end()))
+    ends.start()
+    try:
+        result, metrics = _run(params, pool, tasks, cache)
+    finally:
+        ends.join()
+    assert (metrics["cache_hits"], metrics["queries_sent"], metrics["replies"]) == (2, 6, 8)
+    assert [r["rationale"] for r in result.rows[:2]] == [bought.text] * 2
 
 
 class _Crashing:

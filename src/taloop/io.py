@@ -1,4 +1,9 @@
-"""Atomic file output and JSONL helpers: a killed stage never leaves a half-written file."""
+"""Atomic file output and JSONL helpers: a killed stage never leaves a half-written file.
+
+A durable write also survives a crash of the machine: the file is fsync'ed before it is renamed
+into place, and its directory after, since until then the rename itself (and any directory
+made for it) may be lost with the page cache.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +20,25 @@ os.umask(_UMASK)
 _FILE_MODE = 0o666 & ~_UMASK
 
 
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_dirs(path: Path, durable: bool = False) -> None:
+    """``mkdir -p``; durable: each directory it makes is also recorded in its parent on disk."""
+    made = [p for p in (path, *path.parents) if not p.exists()] if durable else []
+    path.mkdir(parents=True, exist_ok=True)
+    for directory in made:
+        fsync_dir(directory.parent)
+
+
 def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = False) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent, durable)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.fchmod(fd, _FILE_MODE)
@@ -30,6 +51,8 @@ def atomic_write_bytes(path: str | Path, data: bytes, durable: bool = False) -> 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if durable:
+        fsync_dir(path.parent)
 
 
 def atomic_write_text(path: str | Path, text: str, durable: bool = False) -> None:

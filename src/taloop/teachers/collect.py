@@ -2,7 +2,9 @@
 
 Every planned reply is looked up in the cache first (free); the rest are bought
 concurrently (or as one batch) under the budget ledger, each made durable in the cache
-before it counts.
+before it counts. Collections running at once on one cache (queued experiments) buy each
+reply once: each buys only the replies it claims in the cache and waits for the others'
+(see :mod:`taloop.teachers.cache`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from taloop.teachers.base import (
     TeacherRequest,
     price_usd,
 )
-from taloop.teachers.batch import BatchState
+from taloop.teachers.batch import BatchState, pending_batches
 from taloop.teachers.budget import BudgetExhausted, Ledger, Reservation
 from taloop.teachers.cache import ReplyCache, cache_key
 from taloop.teachers.estimate import OverBudgetError, check_affordable, estimate
@@ -155,12 +157,8 @@ async def _collect(
     result = Collection(cache_hits=len(planned) - len(todo))
     buyer = _Buyer(params, teacher, cache, ledger, result, replies)
     try:
-        if cfg.batch_api and todo:
-            await buyer.batch(planned, todo)
-        elif todo:
-            start = time.perf_counter()
-            await buyer.one_by_one(planned, todo)
-            result.buying_seconds = time.perf_counter() - start
+        if todo:
+            await buyer.buy(planned, todo)
     finally:
         await cache.aclose()
         await teacher.aclose()
@@ -194,11 +192,43 @@ class _Buyer:
             log.warning("stopped buying: %s", err)
         self.result.unbought += unbought
 
-    async def _store(self, i: int, key: str, reply: TeacherReply, reservation: Reservation) -> None:
+    async def buy(self, planned: list[PlannedQuery], todo: list[int]) -> None:
+        """Buy what no other collection on this cache is buying, wait for what one is, and
+        buy what it leaves unbought when it ends or dies."""
+        waiting = {planned[i].key: i for i in todo}
+        claimed = await self.cache.claim(waiting)
+        while True:
+            self._take_cached(waiting)
+            mine = [waiting.pop(key) for key in claimed]
+            if mine:
+                await self._buy(planned, mine)
+            if not waiting:
+                return
+            claimed = await self.cache.wait_to_claim(waiting)
+
+    def _take_cached(self, waiting: dict[str, int]) -> None:
+        """Take the replies that another collection has bought meanwhile (free for this one)."""
+        for key in [key for key in waiting if key in self.cache]:
+            self.replies[waiting.pop(key)] = self.cache.get(key)
+            self.result.cache_hits += 1
+
+    async def _buy(self, planned: list[PlannedQuery], todo: list[int]) -> None:
+        if self.params.teacher.batch_api:
+            await self.batch(planned, todo)
+        else:
+            start = time.perf_counter()
+            await self.one_by_one(planned, todo)
+            self.result.buying_seconds += time.perf_counter() - start
+
+    async def _keep(self, key: str, reply: TeacherReply) -> float:
+        """Make a bought reply durable in the cache; returns its price."""
         cfg = self.params.teacher
         usd = price_usd(reply.input_tokens, reply.output_tokens, cfg.price, batch=cfg.batch_api)
         await self.cache.put(key, reply, {**self.record, "usd": usd})
-        self.ledger.settle(reservation, usd)
+        return usd
+
+    async def _store(self, i: int, key: str, reply: TeacherReply, reservation: Reservation) -> None:
+        self.ledger.settle(reservation, await self._keep(key, reply))
         self.replies[i] = reply
 
     async def one_by_one(self, planned: list[PlannedQuery], todo: list[int]) -> None:
@@ -239,6 +269,24 @@ class _Buyer:
             bar.close()
 
     async def batch(self, planned: list[PlannedQuery], todo: list[int]) -> None:
+        """Resume the batches already submitted for any of these queries (by a run that was
+        killed or died), then submit one batch for the rest."""
+        cache_root, backend = self.cache.root.parent, self.teacher.backend
+        left = {planned[i].key: i for i in todo}
+        for state in pending_batches(cache_root, backend, set(left)):
+            await self._run_batch(planned, [left.pop(key) for key in state.keys if key in left], state)
+        # A pending batch that another collection finished with before it was listed here
+        # has its replies in the cache by now.
+        await self.cache.refresh()
+        self._take_cached(left)
+        if left:
+            await self._run_batch(planned, list(left.values()), None)
+
+    async def _run_batch(
+        self, planned: list[PlannedQuery], todo: list[int], state: BatchState | None
+    ) -> None:
+        """Submit a batch for ``todo`` (or resume ``state``'s) and keep all its replies: also
+        those of a resumed batch that this collection did not plan, since they are paid for."""
         reservations: dict[int, Reservation] = {}
         for n, i in enumerate(todo):
             try:
@@ -247,7 +295,10 @@ class _Buyer:
                 self._stop(err, len(todo) - n)
                 break
         requests = [planned[i].request for i in reservations]
-        state = BatchState(self.cache.root.parent, self.teacher.backend, [r.key for r in requests])
+        if state is None:
+            if not requests:
+                return
+            state = BatchState(self.cache.root.parent, self.teacher.backend, [r.key for r in requests])
         try:
             outcome = await self.teacher.run_batch(requests, state)  # type: ignore[attr-defined]
         except BaseException:
@@ -263,6 +314,8 @@ class _Buyer:
                 self.ledger.release(reservation)
                 request = planned[i].request
                 self.result.failed.append(f"{request.example.id}#{request.sample}: {outcome.failed[key]}")
+        reserved = {planned[i].key for i in reservations}
+        stores.extend(self._keep(k, reply) for k, reply in outcome.replies.items() if k not in reserved)
         await asyncio.gather(*stores)  # one journal write for the whole batch
         state.done()
         log.info(
