@@ -7,6 +7,7 @@ Run ``python -m taloop.config params.yaml`` to validate a file by hand.
 
 from __future__ import annotations
 
+import os
 import sys
 import types
 import typing
@@ -16,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from taloop import param_trace
 from taloop.tasks.prompts import available_templates
 from taloop.tasks.registry import BUILTIN_TASKS, check_generator_config
 
@@ -412,7 +414,10 @@ def load_params(path: str | Path = "params.yaml") -> Params:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError([("<file>", f"not valid YAML: {err}")], str(path)) from None
-    return validate_params(raw, str(path))
+    params = validate_params(raw, str(path))
+    if trace_dir := os.environ.get(param_trace.TRACE_ENV):
+        param_trace.trace(params, _Section, Path(trace_dir))
+    return params
 
 
 def main(argv: list[str] | None = None) -> int:
