@@ -11,6 +11,7 @@ from typing import Any
 
 import yaml
 
+from taloop.param_trace import TRACE_ENV
 from taloop.profiles import apply_profile, deep_merge
 
 from .conftest import REPO
@@ -23,15 +24,21 @@ GIT_ENV = {
 }
 
 
-def _env() -> dict[str, str]:
+def trace_dir(repo: Path) -> Path:
+    """Where the stages run in ``repo`` record the params they read (taloop.param_trace)."""
+    return repo.parent / "params-trace"
+
+
+def _env(cwd: Path) -> dict[str, str]:
     env = dict(os.environ, **GIT_ENV)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     env["DVC_NO_ANALYTICS"] = "1"
+    env[TRACE_ENV] = str(trace_dir(cwd))
     return env
 
 
 def run(cwd: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, check=False)
+    result = subprocess.run(cmd, cwd=cwd, env=_env(cwd), capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
@@ -46,7 +53,8 @@ def copy_repo(dest: Path, profile: str | None = "test", extra: dict[str, Any] | 
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
         cwd=REPO, capture_output=True, text=True, check=True,
     ).stdout.split("\0")  # fmt: skip
-    for rel in filter(None, listed):
+    # A dvc.lock in the developer's workspace belongs to their runs, not to the code under test.
+    for rel in filter(lambda rel: rel and rel != "dvc.lock", listed):
         src = REPO / rel
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,7 @@ from taloop.acquisition import warm_count
 from taloop.config import TA_MEASURES, load_params
 
 from .conftest import REPO
-from .pipeline import copy_repo, run
+from .pipeline import copy_repo, run, trace_dir
 
 TASKS = set(load_params(REPO / "params.yaml").data.tasks)
 
@@ -46,8 +46,56 @@ def test_every_variant_is_evaluated_against_the_baseline(tiny_run: Path) -> None
         predictions = (tiny_run / f"data/predictions/{variant}.jsonl").read_text().splitlines()
         assert len(predictions) == metrics["n"] == 12
         assert (tiny_run / f"models/stage2/{variant}/adapter_model.safetensors").is_file()
-        assert list((tiny_run / f"models/stage2/{variant}").glob("checkpoint-*"))
     assert _json(tiny_run / "metrics/eval/oracle.json")["uses_gold"] is True
+
+
+@pytest.mark.slow
+def test_adapters_name_their_upstream_base_and_carry_a_model_card(tiny_run: Path) -> None:
+    origin = _json(tiny_run / "models/base/student/taloop_origin.json")
+    assert origin == {"alias": "tiny-random", "upstream": "tiny-random", "quantisation": "none"}
+    for adapter in ("warmup", "stage2/ft", "stage2/ta_loop", "release/ft", "release/ta_loop"):
+        folder = tiny_run / "models" / adapter
+        assert _json(folder / "adapter_config.json")["base_model_name_or_path"] == origin["upstream"]
+        assert not list(folder.glob("checkpoint-*")), "no optimizer states in DVC outs"
+        assert "base_model: tiny-random" in (folder / "README.md").read_text()
+    card = (tiny_run / "models/release/ta_loop/README.md").read_text()
+    ev = _json(tiny_run / "metrics/eval/ta_loop.json")
+    assert f"| test accuracy | {100 * ev['accuracy']:.1f}% (95% CI {100 * ev['ci_low']:.1f}%" in card
+    assert f"p = {ev['vs_baseline']['p_value']:.3f}" in card and "simulated" in card
+    assert "see models/release/ta_loop" in (tiny_run / "models/stage2/ta_loop/README.md").read_text()
+    release = {p.name for p in (tiny_run / "models/release/ta_loop").iterdir()}
+    assert {p.name for p in (tiny_run / "models/stage2/ta_loop").iterdir()} == release
+
+
+@pytest.mark.slow
+def test_training_curves_are_dvc_plots_from_dvclive_itself(tiny_run: Path) -> None:
+    shown = json.loads(run(tiny_run, "dvc", "plots", "show", "--json").stdout)["data"]
+    for curves in ("warmup", "stage2_ft", "stage2_ta_loop"):
+        assert f"metrics/train/{curves}/plots/metrics/loss.tsv" in shown
+    assert "metrics/plots/train_loss" not in " ".join(shown), "no copy made after the fact"
+
+
+# The README's view for comparing experiments (section "Comparing experiments").
+EXP_VIEW = ("--drop", ".*", "--keep", r"Experiment|acc\.|usd$|ta_auc$")
+
+
+@pytest.mark.slow
+def test_readme_exp_show_view_leads_with_what_users_compare(tiny_run: Path) -> None:
+    assert f"dvc exp show --drop '.*' --keep '{EXP_VIEW[3]}'" in (REPO / "README.md").read_text()
+    swept = ("--keep", r"stage2\.mode")  # as the README says: add the params you swept
+    csv = run(tiny_run, "dvc", "exp", "show", "--csv", *EXP_VIEW, *swept).stdout.splitlines()
+    variants = ["ft", "two_stage", "ta_loop", "oracle"]
+    assert csv[0].split(",") == [
+        "Experiment",
+        *(f"acc.{v}" for v in variants),
+        "usd",
+        "ta_auc",
+        "stage2.mode",
+    ]
+    headline = _json(tiny_run / "metrics/headline.json")
+    ev = _json(tiny_run / "metrics/eval/ta_loop.json")
+    assert headline["acc"]["ta_loop"].startswith(f"{100 * ev['accuracy']:.1f}% ")
+    assert headline["acc"]["ta_loop"].endswith(f" p={ev['vs_baseline']['p_value']:.2f}")
 
 
 @pytest.mark.slow
@@ -248,6 +296,41 @@ def test_active_acquisition_buys_the_rest_on_the_least_sure_questions(tiny_run: 
     report = (tiny_run / "reports/report.md").read_text()
     assert f"then {len(acquired)} replies on the least-sure of {len(scores)} scored questions" in report
     assert f"for {queries} replies" in report
+
+
+def _declared_params(repo: Path) -> dict[str, list[str]]:
+    """Each stage's declared param keys from dvc.yaml as DVC resolves it ("" = the whole file)."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc:
+        return {
+            stage.name: [
+                key for dep in stage.deps if isinstance(dep, ParamsDependency) for key in dep.params or [""]
+            ]
+            for stage in dvc.index.stages
+        }
+
+
+def _undeclared(reads: set[str], declared: list[str]) -> set[str]:
+    return {r for r in reads if not any(d in ("", r) or r.startswith(f"{d}.") for d in declared)}
+
+
+@pytest.mark.slow
+def test_every_param_a_stage_reads_is_declared(tiny_run: Path) -> None:
+    # Traces of every stage run in this module so far (the first run and the experiments
+    # above, e.g. active acquisition), see taloop.param_trace.
+    reads: dict[str, set[str]] = {}
+    for path in trace_dir(tiny_run).glob("*.json"):
+        record = _json(path)
+        reads.setdefault(record["stage"], set()).update(record["reads"])
+    declared = _declared_params(tiny_run)
+    assert set(reads) == set(declared), "every stage ran under the trace"
+    gaps = {stage: _undeclared(keys, declared[stage]) for stage, keys in reads.items()}
+    assert not any(gaps.values()), {s: sorted(g) for s, g in gaps.items() if g}
+    # the check can fail: without its declaration, warmup would read student.bf16 undeclared
+    assert "student.bf16" in reads["warmup"]
+    assert _undeclared(reads["warmup"], [d for d in declared["warmup"] if d != "student.bf16"])
 
 
 @pytest.mark.slow

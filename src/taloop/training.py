@@ -18,6 +18,8 @@ in expectation over batches), and a weight-0 example contributes nothing.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +194,7 @@ def train_lora(
     from transformers.integrations import DVCLiveCallback
     from trl import SFTConfig
 
+    from taloop.model_card import point_to_upstream
     from taloop.models import load_saved
 
     set_seed(settings.seed)
@@ -214,8 +217,11 @@ def train_lora(
         )
     encoded = encode(tok, examples, settings.max_length)
     dataset = Dataset.from_list(encoded)
+    # Nothing resumes from checkpoints, so none are written, and the trainer's scratch
+    # directory lies outside every DVC out (optimizer states would bloat the DVC cache).
+    scratch = tempfile.TemporaryDirectory(prefix="taloop-train-")
     args = SFTConfig(
-        output_dir=str(out_dir),  # per-epoch checkpoints land in out_dir/checkpoint-*
+        output_dir=scratch.name,
         # A fixed step count, not epochs: every variant of a comparison takes the same
         # number of optimiser steps, and a filtered variant revisits its kept rows.
         max_steps=settings.steps,
@@ -227,8 +233,7 @@ def train_lora(
         lr_scheduler_type="cosine",
         warmup_steps=0.1,
         logging_steps=1,
-        save_strategy="epoch",
-        save_total_limit=1,
+        save_strategy="no",
         seed=settings.seed,
         data_seed=settings.seed,
         report_to=[],
@@ -257,7 +262,12 @@ def train_lora(
     result = trainer.train()
     if live:
         live.end()
-    trainer.save_model(str(out_dir))  # the final adapter, beside the last checkpoint
+    scratch.cleanup()
+    if main_process and out_dir.exists():
+        shutil.rmtree(out_dir)  # no stale file from an earlier run survives in the out
+    trainer.save_model(str(out_dir))
+    if main_process:
+        point_to_upstream(out_dir, base_dir)
     # Clipping rescales a whole batch's gradient, so a batch of high-weight examples clipped
     # to the limit pushes no harder than one of low-weight examples: how often it happened
     # says how far the weights survived.

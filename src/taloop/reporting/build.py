@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -11,7 +12,7 @@ from taloop.config import Params
 from taloop.io import atomic_write_text, read_json, read_jsonl, write_json
 from taloop.reporting import diagnostics, figures
 from taloop.reporting.document import markdown, to_html
-from taloop.reporting.summary import build_summary
+from taloop.reporting.summary import build_summary, headline
 from taloop.scoring import ta_measure_name
 from taloop.teachers.collect import total_teacher_metrics
 
@@ -58,6 +59,8 @@ def build(params: Params) -> dict[str, Any]:
         params, evals, teacher, read_json(paths.SIGNAL_METRICS), acquisition, calibration, stage2
     )
     write_json(paths.SUMMARY, summary)
+    # not write_json: its sorted keys would not keep the baseline first
+    atomic_write_text(paths.HEADLINE, json.dumps(headline(summary), indent=2) + "\n")
 
     measure = ta_measure_name(params, calibration)
     column = f"ta_teacher_{measure}"
@@ -78,8 +81,6 @@ def build(params: Params) -> dict[str, Any]:
     for whose, by_signal in rocs.items():
         for signal, points in by_signal.items():
             _write_plot_data(f"roc_wrong_{whose}/{signal}", points)
-    for run, points in curves.items():
-        _write_plot_data(f"train_loss/{run}", points)
 
     shutil.rmtree(paths.FIGURES, ignore_errors=True)
     drawn = {

@@ -145,3 +145,25 @@ def build_summary(
             "accuracy_vs_gold": teacher.get("diagnostic_teacher_accuracy_vs_gold"),
         },
     }
+
+
+def headline(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """metrics/headline.json, what the README's `dvc exp show` view leads with. One column per
+    variant (baseline first): its accuracy and, for the others, the relative change and p vs
+    the baseline in one short text, "48.8% +5.4% p=0.70" (numbers per field would take three
+    columns per variant and overflow 160 columns; metrics/eval/*.json keep them numeric); then
+    the teacher data's USD and the chosen TA measure's AUC at flagging wrong teacher replies."""
+    base = summary["baseline"]
+    acc = {}
+    for name, row in summary["variants"].items():
+        text = f"{100 * row['accuracy']:.1f}%"
+        if name != base:
+            rel = row["relative_improvement"]  # None when the baseline scored 0
+            text += f" {'n/a' if rel is None else f'{100 * rel:+.1f}%'} p={row['p_value']:.2f}"
+        acc[name] = text
+    auc = summary["signals"].get("auc_ta_teacher_flags_wrong_teacher")
+    return {
+        "acc": acc,
+        "usd": round(summary["teacher"]["usd_value"], 4),
+        "ta_auc": None if auc is None else round(auc, 3),
+    }

@@ -8,6 +8,7 @@ import logging
 from taloop import data, paths
 from taloop.evaluation import predict, summarise
 from taloop.io import read_json, read_jsonl, write_json, write_jsonl
+from taloop.model_card import release, variant_facts
 from taloop.stages._variant import start
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     write_jsonl(paths.predictions(variant), rows)
     summary = summarise(params, variant, rows, baseline_rows)
     write_json(paths.eval_metrics(variant), summary)
+    facts = variant_facts(variant, params.variants[variant].description, summary)
+    release(paths.stage2_model(variant), paths.release_model(variant), facts)
     log.info(
         "%s: accuracy %.3f (95%% CI %.3f-%.3f)",
         variant,

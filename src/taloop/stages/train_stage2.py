@@ -9,6 +9,7 @@ from accelerate import PartialState
 from taloop import data, paths
 from taloop.calibration import signal_plan
 from taloop.io import read_json, read_jsonl, write_json
+from taloop.model_card import variant_facts, write_card
 from taloop.schedule import plan_variant, settings, teacher_data_fingerprint
 from taloop.stages._variant import start
 from taloop.training import train_lora
@@ -63,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
             **result,
         },
     )
+    write_card(paths.stage2_model(variant), variant_facts(variant, params.variants[variant].description))
 
 
 if __name__ == "__main__":

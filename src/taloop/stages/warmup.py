@@ -3,8 +3,11 @@
 
 from __future__ import annotations
 
+from accelerate import PartialState
+
 from taloop import data, logs, paths
 from taloop.config import load_params
+from taloop.model_card import CardFacts, base_origin, teacher_facts, write_card
 from taloop.schedule import epoch_steps, settings, split_warmup, to_example
 from taloop.training import train_lora
 
@@ -16,13 +19,23 @@ def main() -> None:
     steps = epoch_steps(len(warm), params.warmup)  # as schedule.step_budget counts it
     prompts = data.prompts(params)
     examples = [to_example(r, prompts[r["id"]]) for r in warm]
-    train_lora(
+    result = train_lora(
         paths.BASE_STUDENT,
         examples,
         settings(params, params.warmup, steps),
         paths.WARMUP,
         paths.TRAIN_CURVES / "warmup",
     )
+    if not PartialState().is_main_process:
+        return
+    facts = CardFacts(
+        name="warmup",
+        description="stage 1 of the two-stage variants: the warm-up share of the teacher replies",
+        origin=base_origin(paths.BASE_STUDENT),
+        teacher=teacher_facts(with_acquisition=False),
+        training={"examples_trained": len(examples), "steps": result["steps"]},
+    )
+    write_card(paths.WARMUP, facts)
 
 
 if __name__ == "__main__":
