@@ -7,14 +7,19 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard
 
-from taloop.model_card import CardFacts, point_to_upstream, render
+from taloop.model_card import CardFacts, point_to_upstream, render, teacher_facts
 from taloop.models import ORIGIN_FILE, origin
 
 FACTS = CardFacts(
     name="ta_loop",
     description="warm-up, then stage 2 weighted by the signals",
     origin=origin("smollm2-135m-instruct"),
-    teacher={"backend": "openai", "model": "gpt-x", "simulated": False, "replies": 96, "usd_spent": 0.5},
+    teacher=teacher_facts(
+        [
+            {"backend": "openai", "model": "gpt-x", "usd": 0.25},
+            {"backend": "openai", "model": "gpt-x", "usd": 0.25},
+        ]
+    ),
     training={
         "examples_trained": 72,
         "steps": 36.0,
@@ -48,7 +53,7 @@ def test_card_says_what_made_the_adapter_and_how_well_it_did() -> None:
     rows = dict(line.strip("|").split(" | ", 1) for line in card.text.splitlines() if line.startswith("| "))
     rows = {k.strip(): v.strip() for k, v in rows.items()}
     assert rows["teacher"] == "openai:gpt-x"
-    assert rows["teacher replies"] == "96 bought for this run, USD 0.5000 spent"
+    assert rows["teacher replies"] == "2 in the run's data, USD 0.5000 at list price"
     assert rows["signals"] == "TA measure local_window, signs {'ta_student': 1}, combined by mean"
     assert rows["test accuracy"] == "48.8% (95% CI 40.0%–57.5%, n = 80)"
     assert rows["vs ft"] == "+2.5 points (+5.4% relative), p = 0.700 (paired, same items)"

@@ -10,11 +10,12 @@ accurate it is.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from taloop import paths
+from taloop import data, paths
 from taloop.io import read_json, write_json
 from taloop.models import ORIGIN_FILE
 
@@ -38,17 +39,16 @@ def base_origin(base_dir: Path) -> dict[str, str]:
     return read_json(base_dir / ORIGIN_FILE)
 
 
-def teacher_facts(with_acquisition: bool = True) -> dict[str, Any]:
-    """The run's teacher and what it bought: up front, and (once acquire has run) by active
-    acquisition."""
-    teacher = read_json(paths.TEACHER_METRICS)
-    acquired = read_json(paths.ACQUISITION_METRICS).get("teacher", {}) if with_acquisition else {}
+def teacher_facts(replies: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The teacher data behind an adapter, from the replies themselves: not from
+    metrics/teacher.json, whose spend and cache hits change when the same replies are
+    collected again, which would retrain every variant for a card's sake."""
+    backends = sorted({f"{r['backend']}:{r['model']}" for r in replies})
     return {
-        "backend": teacher["backend"],
-        "model": teacher["model"],
-        "simulated": teacher["simulated"],
-        "replies": teacher["replies"] + acquired.get("replies", 0),
-        "usd_spent": teacher["usd_spent"] + acquired.get("usd_spent", 0.0),
+        "teacher": ", ".join(backends),
+        "simulated": all(r["backend"] == "simulated" for r in replies),
+        "replies": len(replies),
+        "usd_value": sum(r["usd"] for r in replies),
     }
 
 
@@ -59,7 +59,7 @@ def variant_facts(variant: str, description: str, evaluation: dict[str, Any] | N
         name=variant,
         description=description,
         origin=base_origin(paths.BASE_STUDENT),
-        teacher=teacher_facts(),
+        teacher=teacher_facts(data.responses()),
         training=training,
         evaluation=evaluation,
         pending=f"see models/release/{variant} (written by the evaluate stage)",
@@ -85,10 +85,10 @@ def _rows(facts: CardFacts) -> list[tuple[str, str]]:
     rows = [
         ("base model", f"{facts.origin['upstream']} — quantisation: {facts.origin['quantisation']}"),
         ("variant", f"{facts.name}: {facts.description}" if facts.description else facts.name),
-        ("teacher", f"{teacher['backend']}:{teacher['model']}" + (simulated if teacher["simulated"] else "")),
+        ("teacher", teacher["teacher"] + (simulated if teacher["simulated"] else "")),
         (
             "teacher replies",
-            f"{teacher['replies']} bought for this run, USD {teacher['usd_spent']:.4f} spent",
+            f"{teacher['replies']} in the run's data, USD {teacher['usd_value']:.4f} at list price",
         ),
     ]
     training = facts.training

@@ -32,7 +32,7 @@ def main() -> None:
         name="warmup",
         description="stage 1 of the two-stage variants: the warm-up share of the teacher replies",
         origin=base_origin(paths.BASE_STUDENT),
-        teacher=teacher_facts(with_acquisition=False),
+        teacher=teacher_facts(warm),
         training={"examples_trained": len(examples), "steps": result["steps"]},
     )
     write_card(paths.WARMUP, facts)
