@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import importlib
+import importlib.metadata
 import importlib.util
+import inspect
+import json
 import logging
 import os
 import shutil
+import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from taloop.io import write_json
+from taloop.profiling import phase
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +95,44 @@ def origin(name: str) -> dict[str, str]:
 
 
 def user_cache_dir() -> Path:
-    """Machine-level cache for derived, re-creatable files (extracted tokenizers)."""
+    """Machine-level cache for derived, re-creatable files (extracted tokenizers, de-quantised
+    GGUF models)."""
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "taloop"
+
+
+# A build takes a minute or two; a temporary build directory this old belongs to a run that was
+# killed before it could clean up, and is removed so it does not hold a gigabyte for ever.
+STALE_BUILD_S = 3600.0
+
+
+def cached_dir(target: Path, build: Callable[[Path], None]) -> Path:
+    """``target``, built once per machine by ``build(directory)`` and reused afterwards.
+
+    ``build`` writes into a private temporary directory beside ``target`` that is renamed into
+    place only once complete, so a killed build or two concurrent ones (two clones, a
+    ``dvc exp run --temp``) never leave a half-written entry: of two racing builds the first
+    rename wins and the other's equivalent copy is dropped.
+    """
+    if target.is_dir():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for old in target.parent.glob(f".{target.name}.*.tmp"):
+        with contextlib.suppress(OSError):  # another process may be removing it too
+            if time.time() - old.stat().st_mtime > STALE_BUILD_S:
+                shutil.rmtree(old)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        build(tmp)
+        try:
+            tmp.rename(target)
+        except OSError:
+            if not target.is_dir():
+                raise
+            log.debug("%s was built by another process meanwhile; keeping that copy", target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
+    return target
 
 
 @cache
@@ -99,20 +143,13 @@ def load_tokenizer(name: str) -> Any:
 
     if name not in GGUF_ALIASES:
         return AutoTokenizer.from_pretrained(name)
-    cached = user_cache_dir() / "tokenizers" / name
-    if (cached / "tokenizer.json").is_file():
-        return AutoTokenizer.from_pretrained(cached)
     model = GGUF_ALIASES[name]
-    log.info("extracting the %s tokenizer from %s (once)", name, model.filename)
-    tok = AutoTokenizer.from_pretrained(model.directory, gguf_file=model.filename)
-    tmp = cached.with_name(f".{name}.{os.getpid()}.tmp")
-    tok.save_pretrained(tmp)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp.rename(cached)
-    except OSError:  # another process got there first; its copy is equivalent
-        log.debug("tokenizer cache %s already present", cached)
-    return tok
+
+    def extract(directory: Path) -> None:
+        log.info("extracting the %s tokenizer from %s (once)", name, model.filename)
+        AutoTokenizer.from_pretrained(model.directory, gguf_file=model.filename).save_pretrained(directory)
+
+    return AutoTokenizer.from_pretrained(cached_dir(user_cache_dir() / "tokenizers" / name, extract))
 
 
 def _tiny_random() -> tuple[Any, Any]:
@@ -131,44 +168,92 @@ def _tiny_random() -> tuple[Any, Any]:
     return LlamaForCausalLM(config), tok
 
 
+def _load_gguf(name: str) -> tuple[Any, Any]:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    directory, filename = GGUF_ALIASES[name].location()
+    log.info("loading %s from GGUF (de-quantising to fp32)", name)
+    model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=filename, dtype=torch.float32)
+    # On CPU transformers de-quantises every tensor to plain fp32 Linear weights, but keeps
+    # the GGUF quantizer attached, which refuses to save; drop it so safetensors can be written.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    return model, AutoTokenizer.from_pretrained(directory, gguf_file=filename)
+
+
 def load_source(name: str) -> tuple[Any, Any]:
     """(model, tokenizer) for an alias, a tiny test model, a hub id or a local path."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if name == TINY_RANDOM:
-        return _tiny_random()
     if name in GGUF_ALIASES:
-        directory, filename = GGUF_ALIASES[name].location()
-        log.info("loading %s from GGUF (de-quantising to fp32)", name)
-        model = AutoModelForCausalLM.from_pretrained(directory, gguf_file=filename, dtype=torch.float32)
-        # On CPU transformers de-quantises every tensor to plain fp32 Linear weights, but keeps
-        # the GGUF quantizer attached, which refuses to save; drop it so safetensors can be written.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        return model, AutoTokenizer.from_pretrained(directory, gguf_file=filename)
-    return AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32), AutoTokenizer.from_pretrained(
-        name
-    )
+        with phase("dequantise"):
+            return _load_gguf(name)
+    with phase("model_load"):
+        if name == TINY_RANDOM:
+            return _tiny_random()
+        return AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32), AutoTokenizer.from_pretrained(
+            name
+        )
+
+
+def _save(name: str, model: Any, tok: Any, out_dir: Path) -> None:
+    with phase("write_outputs"):
+        model.save_pretrained(out_dir, safe_serialization=True)
+        tok.save_pretrained(out_dir)
+        write_json(out_dir / ORIGIN_FILE, origin(name))
+
+
+# Besides the GGUF file, what decides the bytes a de-quantised copy holds: the packages that
+# read the GGUF and write the safetensors and tokenizer files.
+DEQUANTISERS = ("torch", "transformers", "gguf", "tokenizers", "safetensors")
+
+
+def dequantised_key(name: str, gguf_file: Path) -> str:
+    """The machine-cache entry for ``name`` de-quantised from ``gguf_file``: any change to the
+    file (SHA-256), to the :data:`DEQUANTISERS`' versions, to the origin record or to the code
+    that loads and saves gives a new entry, never stale weights."""
+    with gguf_file.open("rb") as f:
+        file_sha = hashlib.file_digest(f, "sha256").hexdigest()
+    identity = {
+        "gguf_sha256": file_sha,
+        "versions": {package: importlib.metadata.version(package) for package in DEQUANTISERS},
+        "origin": origin(name),
+        "code": [inspect.getsource(fn) for fn in (_load_gguf, _save)],
+    }
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+    return f"{name}-{digest[:16]}"
 
 
 def materialize(name: str, out_dir: Path) -> None:
-    """Save ``name`` once as safetensors + tokenizer, so later stages load it in seconds."""
-    model, tok = load_source(name)
+    """Save ``name`` once as safetensors + tokenizer, so later stages load it in seconds.
+
+    A GGUF alias is de-quantised once per machine into :func:`user_cache_dir` (a minute or
+    more) and copied from there, so a second clone or a ``dvc exp run --temp`` gets it in
+    seconds. A copy, not a link: DVC may move or protect its outputs, which must not reach
+    the machine cache.
+    """
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")
     if tmp.exists():
         shutil.rmtree(tmp)
-    model.save_pretrained(tmp, safe_serialization=True)
-    tok.save_pretrained(tmp)
-    write_json(tmp / ORIGIN_FILE, origin(name))
+    if name in GGUF_ALIASES:
+        directory, filename = GGUF_ALIASES[name].location()
+        source = cached_dir(
+            user_cache_dir() / "dequantised" / dequantised_key(name, directory / filename),
+            lambda build_dir: _save(name, *load_source(name), build_dir),
+        )
+        with phase("write_outputs"):
+            shutil.copytree(source, tmp)
+    else:
+        _save(name, *load_source(name), tmp)
     if out_dir.exists():
         shutil.rmtree(out_dir)
     tmp.rename(out_dir)
 
 
-def load_saved(path: Path) -> tuple[Any, Any]:
-    """A model saved by :func:`materialize`, ready for batched left-padded generation."""
+def _load_saved(path: Path) -> tuple[Any, Any]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -179,11 +264,18 @@ def load_saved(path: Path) -> tuple[Any, Any]:
     return model, tok
 
 
+def load_saved(path: Path) -> tuple[Any, Any]:
+    """A model saved by :func:`materialize`, ready for batched left-padded generation."""
+    with phase("model_load"):
+        return _load_saved(path)
+
+
 def load_student(base_dir: Path, adapter_dir: Path | None = None) -> tuple[Any, Any]:
     """The student, with a LoRA adapter merged in (faster generation than an unmerged one)."""
-    model, tok = load_saved(base_dir)
-    if adapter_dir is not None:
-        from peft import PeftModel
+    with phase("model_load"):  # one phase for base and merge: nested ones would count twice
+        model, tok = _load_saved(base_dir)
+        if adapter_dir is not None:
+            from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
-    return model, tok
+            model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+        return model, tok
