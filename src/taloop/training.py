@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+
+from taloop import profiling
+from taloop.frozen_prefix import frozen_cut, prefix_states, top_layers_only
+from taloop.profiling import phase
 
 log = logging.getLogger(__name__)
 
@@ -77,9 +82,12 @@ def encode(tok: Any, examples: Sequence[TrainExample], max_length: int) -> list[
 @dataclass
 class WeightedCollator:
     """Left-pads, so every completion ends at the last position: the loss then needs logits
-    for the last ``scored_positions`` only (see :func:`scored_positions`)."""
+    for the last ``scored_positions`` only (see :func:`scored_positions`). With ``states``
+    (one per row, see taloop.frozen_prefix) it hands the model those as ``inputs_embeds``
+    instead of token ids."""
 
     pad_token_id: int
+    states: Sequence[torch.Tensor] | None = None
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         width = max(len(r["input_ids"]) for r in rows)
@@ -92,7 +100,14 @@ class WeightedCollator:
             labels[i, width - n :] = torch.tensor(r["labels"])
             attention[i, width - n :] = 1
         weight = torch.tensor([float(r["weight"]) for r in rows], dtype=torch.float32)
-        return {"input_ids": input_ids, "attention_mask": attention, "labels": labels, "weight": weight}
+        batch = {"attention_mask": attention, "labels": labels, "weight": weight}
+        if self.states is None:
+            return {"input_ids": input_ids, **batch}
+        embeds = torch.zeros((len(rows), width, self.states[0].shape[-1]), dtype=self.states[0].dtype)
+        for i, r in enumerate(rows):
+            n = len(r["input_ids"])
+            embeds[i, width - n :] = self.states[r["row"]]
+        return {"inputs_embeds": embeds, **batch}
 
 
 def scored_positions(labels: torch.Tensor) -> int:
@@ -169,11 +184,40 @@ def _trainer_class() -> type:
             if model.training:
                 self.tokens_seen += int(inputs["attention_mask"].sum())
                 self.completion_tokens_seen += int((labels != -100).sum())
-            outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
-            loss = weighted_loss(outputs.logits, labels[:, -keep:], weight, self.normaliser)
+            with phase("forward"):
+                outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
+                loss = weighted_loss(outputs.logits, labels[:, -keep:], weight, self.normaliser)
             return (loss, outputs) if return_outputs else loss
 
     return WeightedSFTTrainer
+
+
+def _step_phases() -> Any:
+    """Trainer callback splitting each optimiser step into forward (timed in compute_loss),
+    backward (the rest until the optimiser runs, gradient clipping included) and optimizer;
+    used only when profiling (taloop.profiling)."""
+    from transformers import TrainerCallback
+
+    class StepPhases(TrainerCallback):
+        def on_step_begin(self, *args: Any, **kwargs: Any) -> None:
+            self.start, self.forward = time.perf_counter(), profiling.total("forward")
+
+        def on_pre_optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+            self.pre = time.perf_counter()
+            profiling.add("backward", self.pre - self.start - (profiling.total("forward") - self.forward))
+
+        def on_optimizer_step(self, *args: Any, **kwargs: Any) -> None:
+            profiling.add("optimizer", time.perf_counter() - self.pre)
+
+    return StepPhases()
+
+
+def _time_lm_head(model: Any) -> None:
+    """Time the vocabulary projection on its own: a forward pre-hook and hook pair."""
+    head = model.get_output_embeddings()
+    starts: list[float] = []
+    head.register_forward_pre_hook(lambda *_: starts.append(time.perf_counter()))
+    head.register_forward_hook(lambda *_: profiling.add("lm_head", time.perf_counter() - starts.pop()))
 
 
 def train_lora(
@@ -183,9 +227,12 @@ def train_lora(
     out_dir: Path,
     live_dir: Path,
     init_adapter: Path | None = None,
+    reuse_frozen_states: bool = True,
 ) -> dict[str, float]:
     """Train a LoRA adapter on ``examples`` (continuing ``init_adapter`` if given) and
-    save it to ``out_dir``; curves go to ``live_dir`` through dvclive."""
+    save it to ``out_dir``; curves go to ``live_dir`` through dvclive. The frozen lower layers'
+    states are computed once per example where taloop.frozen_prefix applies (unless
+    ``reuse_frozen_states`` is False: the plain path, which the tests compare against)."""
     from accelerate import PartialState
     from datasets import Dataset
     from dvclive import Live
@@ -215,7 +262,7 @@ def train_lora(
             layers_to_transform=list(range(max(0, n_layers - top), n_layers)) if top else None,
             task_type="CAUSAL_LM",
         )
-    encoded = encode(tok, examples, settings.max_length)
+    encoded = [dict(row, row=i) for i, row in enumerate(encode(tok, examples, settings.max_length))]
     dataset = Dataset.from_list(encoded)
     # Nothing resumes from checkpoints, so none are written, and the trainer's scratch
     # directory lies outside every DVC out (optimizer states would bloat the DVC cache).
@@ -244,22 +291,43 @@ def train_lora(
         dataset_kwargs={"skip_prepare_dataset": True},
         use_cpu=not torch.cuda.is_available(),
         disable_tqdm=False,
+        # TRL turns it on by default; with PEFT it also makes the inputs require grad, so
+        # backward ran down through every frozen layer to the embeddings, and the adapted
+        # layers' forward ran twice. Memory is not what limits these models.
+        gradient_checkpointing=False,
     )
     # Under `accelerate launch` with N processes only the main one logs and writes.
     main_process = PartialState().is_main_process
     # dvcyaml=False: dvc.yaml declares the plots itself; dvclive must not append to it.
     live = Live(dir=str(live_dir), save_dvc_exp=False, report=None, dvcyaml=False) if main_process else None
+    collator = WeightedCollator(tok.pad_token_id)
+    callbacks: list[Any] = [DVCLiveCallback(live=live)] if live else []
+    if profiling.enabled():
+        callbacks.append(_step_phases())
     trainer = _trainer_class()(
         model=model,
         args=args,
         train_dataset=dataset,
         processing_class=tok,
-        data_collator=WeightedCollator(tok.pad_token_id),
+        data_collator=collator,
         peft_config=peft_config,
         normaliser=loss_normaliser(encoded, settings.batch_size),
-        callbacks=[DVCLiveCallback(live=live)] if live else [],
+        callbacks=callbacks,
     )
-    result = trainer.train()
+    if profiling.enabled():
+        _time_lm_head(trainer.model)
+    cut = frozen_cut(trainer.model, settings.lora_top_layers, encoded, PartialState().num_processes)
+    if not reuse_frozen_states:
+        cut = None
+    if cut is None:
+        result = trainer.train()
+    else:
+        with phase("frozen_prefix"):
+            collator.states = prefix_states(trainer.model, cut, encoded, settings.batch_size, settings.bf16)
+        log.info("lower %d layers computed once per example; training runs the top %d", cut,
+                 trainer.model.config.num_hidden_layers - cut)  # fmt: skip
+        with top_layers_only(trainer.model, cut):
+            result = trainer.train()
     if live:
         live.end()
     scratch.cleanup()
