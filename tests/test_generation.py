@@ -1,5 +1,5 @@
-"""Per-sample reproducible decoding on the tiny in-process model, and the numerics in run
-manifests."""
+"""Per-sample reproducible decoding on the tiny in-process model, the decode loop against
+model.generate, stopping at the answer line, and the numerics in run manifests."""
 
 from __future__ import annotations
 
@@ -11,10 +11,22 @@ from typing import Any
 
 import pytest
 import torch
+from transformers import LogitsProcessorList
 
 from taloop import manifest
-from taloop.generation import GumbelSampler, generate, sample_seed
+from taloop.generation import (
+    GumbelSampler,
+    _decode,
+    answer_end,
+    generate,
+    sample_seed,
+    states_answer,
+    through_answer,
+)
 from taloop.manifest import CPU_FLAGS, build_manifest, onednn_version
+from taloop.models import TINY_RANDOM, load_source
+from taloop.tasks.answers import extract, extract_strict
+from taloop.training import TrainExample, chat_prompt, encode
 
 # Different lengths, so each prompt sits under a different amount of left padding
 # depending on its neighbours.
@@ -25,6 +37,86 @@ PROMPTS = [
     "bb",
 ]
 SAMPLING = {"max_new_tokens": 8, "num_samples": 3, "temperature": 1.0, "seed": 7}
+
+# What the taught model learns to answer: a rationale whose answer line is followed by more
+# text (holding another number, which lenient extraction must not take), and one with no
+# answer line at all.
+LESSONS = {
+    "Six plus six?": "Six plus six.\nThe answer is 12.\nExtra text that follows, with 7 in it.",
+    "Say something.": "No answer here.\nJust words, 3 of them.\nMore words.",
+}
+ANSWERED, UNANSWERED = LESSONS
+# Untaught: the taught model's samples for it wander through pieces of both lessons, some
+# stating an answer early, some late, some never.
+WANDERING = "Hello?"
+
+
+@pytest.fixture(scope="module")
+def taught() -> tuple[Any, Any]:
+    """The tiny model after AdamW has made it recite :data:`LESSONS` (seconds on a CPU)."""
+    model, tok = load_source(TINY_RANDOM)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    rows = encode(tok, [TrainExample(p, c) for p, c in LESSONS.items()], 512)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for _ in range(200):
+        optimizer.zero_grad()
+        loss = sum(
+            model(input_ids=torch.tensor([r["input_ids"]]), labels=torch.tensor([r["labels"]])).loss
+            for r in rows
+        )
+        loss.backward()
+        optimizer.step()
+        if loss.item() < 0.02:
+            break
+    model.eval()
+    return model, tok
+
+
+def reference(
+    model: Any,
+    tok: Any,
+    prompts: list[str],
+    *,
+    max_new_tokens: int,
+    batch_size: int,
+    num_samples: int = 1,
+    temperature: float = 0.0,
+    seed: int = 0,
+    bf16: bool = False,
+) -> list[list[str]]:
+    """generate as it was before its decode loop: model.generate on K copies of each prompt,
+    every row run to EOS or max_new_tokens (benchmarks/decode.py times it too)."""
+    tok.padding_side = "left"
+    sampling = temperature > 0
+    copies = num_samples if sampling else 1
+    outputs: list[list[str]] = []
+    for start in range(0, len(prompts), batch_size):
+        chunk = prompts[start : start + batch_size]
+        enc = tok(
+            [chat_prompt(tok, p) for p in chunk], return_tensors="pt", padding=True, add_special_tokens=False
+        )
+        enc = {k: v.repeat_interleave(copies, dim=0) for k, v in enc.items()}
+        processors = LogitsProcessorList()
+        if sampling:
+            processors.append(
+                GumbelSampler([sample_seed(seed, p, j) for p in chunk for j in range(copies)], temperature)
+            )
+        with torch.inference_mode(), torch.autocast(model.device.type, torch.bfloat16, enabled=bf16):
+            out = model.generate(
+                **enc, max_new_tokens=max_new_tokens, logits_processor=processors,
+                pad_token_id=tok.pad_token_id, do_sample=False, temperature=None, top_p=None, top_k=None,
+            )  # fmt: skip
+        texts = tok.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+        for i in range(0, len(texts), copies):
+            outputs.append(texts[i : i + copies] if sampling else texts[i : i + 1] * num_samples)
+    return outputs
+
+
+def cut(outputs: list[list[str]]) -> list[list[str]]:
+    """Each completion through its answer line, as generate returns it with states_answer."""
+    return [[through_answer(t, i, states_answer) for t in samples] for i, samples in enumerate(outputs)]
 
 
 def test_samples_do_not_depend_on_the_batch(tiny: tuple[Any, Any]) -> None:
@@ -71,6 +163,148 @@ def test_sampler_draws_from_the_tempered_softmax(temperature: float) -> None:
     # Binomial standard error is at most 0.008 here; the draws are seeded, so this is exact
     # across runs, and 0.03 leaves room for any seeds.
     assert torch.allclose(share, expected, atol=0.03), (share, expected)
+
+
+@pytest.mark.parametrize(
+    "sampling",
+    [{}, SAMPLING, {**SAMPLING, "num_samples": 4, "temperature": 0.7, "seed": 3}],
+    ids=["greedy", "sampled", "sampled-k4"],
+)
+@pytest.mark.parametrize("batch_size", [1, 3, 4])
+def test_decode_loop_matches_model_generate(
+    tiny: tuple[Any, Any], sampling: dict[str, Any], batch_size: int
+) -> None:
+    # One prefill per prompt copied to its K samples, and finished rows leaving the batch,
+    # give each row the tokens model.generate gives it: texts equal exactly, not within a
+    # tolerance.
+    model, tok = tiny
+    kwargs = {"max_new_tokens": 12, **sampling}
+    assert generate(model, tok, PROMPTS, batch_size=batch_size, **kwargs) == reference(
+        model, tok, PROMPTS, batch_size=batch_size, **kwargs
+    )
+
+
+@pytest.mark.parametrize(
+    ("model_fixture", "temperature"),
+    # The random model's tokens are mostly noise (streams must follow their rows); the taught
+    # model's greedy tokens follow their context (caches must follow their rows).
+    [("tiny", 1.0), ("taught", 0.0)],
+)
+def test_rows_leave_the_batch_with_their_own_state(
+    request: pytest.FixtureRequest, model_fixture: str, temperature: float
+) -> None:
+    # Rows made to end at different steps leave the batch; the rows left keep their own cache
+    # and random stream, so each row's tokens are the start of what model.generate picks for it
+    # when every row runs on.
+    model, tok = request.getfixturevalue(model_fixture)
+    tok.padding_side = "left"
+    prompts, copies, steps = [ANSWERED, UNANSWERED, WANDERING], 2, 12
+    lengths = [3, 12, 1, 6, 8, 2]  # row i*copies + j: prompt i, sample j
+    seeds = [sample_seed(7, p, j) for p in prompts for j in range(copies)]
+
+    def sampler() -> list[GumbelSampler]:  # fresh streams for each decoding
+        return [GumbelSampler(seeds, temperature)] if temperature else []
+
+    def stop(rows: list[int], generated: torch.Tensor) -> torch.Tensor:
+        return torch.tensor([generated.shape[1] >= lengths[r] for r in rows])
+
+    enc = tok(
+        [chat_prompt(tok, p) for p in prompts], return_tensors="pt", padding=True, add_special_tokens=False
+    )
+    with torch.inference_mode():
+        full = model.generate(
+            **{k: v.repeat_interleave(copies, dim=0) for k, v in enc.items()}, max_new_tokens=steps,
+            logits_processor=LogitsProcessorList(sampler()), pad_token_id=tok.pad_token_id,
+            do_sample=False, temperature=None, top_p=None, top_k=None,
+        )  # fmt: skip
+        left = _decode(model, enc, copies, steps, next(iter(sampler()), None), stop)
+    drawn = full[:, enc["input_ids"].shape[1] :]
+    assert [t.tolist() for t in left] == [row[:n].tolist() for row, n in zip(drawn, lengths, strict=True)]
+
+
+def states_number(index: int, text: str) -> bool:
+    """The task-aware rule states_answer's docstring suggests, for a number task."""
+    return states_answer(index, text) and extract_strict(text, "number") is not None
+
+
+def test_answer_end_reads_complete_answer_lines_only() -> None:
+    # X runs to the end of its line: "1" may still become "12".
+    assert answer_end("Six.\nThe answer is 1", 0, states_answer) is None
+    assert answer_end("Six.\nThe answer is 12", 0, states_answer) is None
+    text = "Six.\nThe answer is 12.\nMore.\nThe answer is 13.\n"
+    assert through_answer(text, 0, states_answer) == "Six.\nThe answer is 12.\n"
+    assert through_answer("**The answer is 12.**\n\nMore.", 0, states_answer) == "**The answer is 12.**\n"
+    # A bare "The answer is" states nothing yet, and a line that only mentions the phrase is
+    # prose, not an answer line: neither stops the text, whose last line then answers.
+    for text, answer in [
+        ("The answer is\n12.\nMore.", "12"),
+        ("Room for 'The answer is 3' here.\nThe answer is 4.", "4"),
+        ("No answer line.\nAt all.\n", None),
+    ]:
+        assert through_answer(text, 0, states_answer) == text
+        assert extract_strict(text, "number") == answer
+    # The default rule stops at any stated X; a task's strict reading waits for a value it
+    # reads. Only the latter keeps the lenient answer here.
+    words = "The answer is twelve.\nSo 12.\nThe answer is 12.\nTail 5."
+    assert through_answer(words, 0, states_answer) == "The answer is twelve.\n"
+    assert through_answer(words, 0, states_number) == "The answer is twelve.\nSo 12.\nThe answer is 12.\n"
+    assert extract(through_answer(words, 0, states_number), "number") == extract(words, "number") == "12"
+    assert extract(through_answer(words, 0, states_answer), "number") is None
+
+
+def test_stopping_at_the_answer_line_keeps_the_answer(taught: tuple[Any, Any]) -> None:
+    model, tok = taught
+    prompts = [ANSWERED, UNANSWERED]
+    full = generate(model, tok, prompts, max_new_tokens=40, batch_size=2)
+    assert full == [[LESSONS[p]] for p in prompts]  # the lessons were learnt, tails included
+    stopped = generate(model, tok, prompts, max_new_tokens=40, batch_size=2, answered=states_answer)
+    assert stopped == [["Six plus six.\nThe answer is 12.\n"], [LESSONS[UNANSWERED]]]
+    for (a,), (b,) in zip(stopped, full, strict=True):
+        assert extract(a, "number") == extract(b, "number")
+        assert extract_strict(a, "number") == extract_strict(b, "number")
+    assert extract(stopped[0][0], "number") == "12" and extract(stopped[1][0], "number") == "3"
+    # Cut off before its answer line ends, a row runs to max_new_tokens as before.
+    short = generate(model, tok, prompts, max_new_tokens=8, batch_size=2, answered=states_answer)
+    assert short == generate(model, tok, prompts, max_new_tokens=8, batch_size=2)
+    assert "The answer is" in short[0][0] and not short[0][0].endswith("\n")
+
+
+def test_rows_finish_independently(taught: tuple[Any, Any]) -> None:
+    # Sampled rows stop at their answer lines at different steps (or never) and leave the batch;
+    # every row must read as it does alone, and as the full-length model.generate text cut at
+    # its answer line.
+    model, tok = taught
+    prompts = [ANSWERED, WANDERING, UNANSWERED]
+    kwargs = {"max_new_tokens": 40, "num_samples": 4, "temperature": 1.0, "seed": 5}
+    together = generate(model, tok, prompts, batch_size=3, answered=states_answer, **kwargs)
+    alone = [generate(model, tok, [p], batch_size=1, answered=states_answer, **kwargs)[0] for p in prompts]
+    assert together == alone
+    full = reference(model, tok, prompts, batch_size=3, **kwargs)
+    assert together == cut(full)
+    wandering = together[1]
+    # The case is the one intended: the wandering prompt's samples differ from each other and some
+    # of them were stopped short of their full text.
+    assert len(set(wandering)) > 1
+    assert any(a != b for a, b in zip(wandering, full[1], strict=True))
+    assert any(a == b for a, b in zip(wandering, full[1], strict=True))
+
+
+def test_other_generation_config_falls_back_to_model_generate(
+    taught: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A repetition penalty is a logits processor the loop does not apply: model.generate decodes,
+    # and still stops each row at its answer line.
+    model, tok = taught
+    monkeypatch.setattr(model.generation_config, "repetition_penalty", 1.5)
+    prompts = [ANSWERED, WANDERING]
+    kwargs = {"max_new_tokens": 30, "num_samples": 2, "temperature": 1.0, "seed": 1}
+    with caplog.at_level("WARNING", logger="taloop.generation"):
+        stopped = generate(model, tok, prompts, batch_size=2, answered=states_answer, **kwargs)
+    assert "repetition_penalty" in caplog.text
+    full = reference(model, tok, prompts, batch_size=2, **kwargs)
+    assert stopped == cut(full)
+    monkeypatch.undo()
+    assert full != reference(model, tok, prompts, batch_size=2, **kwargs)  # the penalty mattered
 
 
 def test_manifest_records_the_numerics(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

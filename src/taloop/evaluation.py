@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from taloop.config import Params
-from taloop.generation import complete
+from taloop.generation import complete, task_answered
 from taloop.metrics import bootstrap_ci, paired_comparison
 from taloop.tasks.base import Example, Task
 from taloop.tasks.prompts import render
@@ -21,6 +21,7 @@ def predict(
     outputs, tok = complete(
         params, base_dir, adapter, prompts, max_new_tokens=params.eval.max_new_tokens,
         batch_size=params.eval.batch_size, desc="evaluate",
+        answered=task_answered([tasks[ex.task].extract_strict for ex in test]),
     )  # fmt: skip
     rows = []
     for ex, (text,) in zip(test, outputs, strict=True):

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from taloop.config import Params
-from taloop.generation import complete
+from taloop.generation import complete, task_answered
 from taloop.metrics import grouped_flag_auc
 from taloop.models import load_saved
 from taloop.signals import TA_MEASURES, judge_confidence, self_consistency, ta_measures
@@ -40,6 +40,7 @@ def student_outputs(
         params, base_dir, adapter, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
         num_samples=cfg.samples, temperature=cfg.temperature, seed=cfg.seed,
         desc="student samples" if adapter else "base student samples",
+        answered=task_answered([tasks[ex.task].extract_strict for ex in questions]),
     )  # fmt: skip
     out = {}
     for ex, texts in zip(questions, samples, strict=True):
