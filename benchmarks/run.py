@@ -1,19 +1,34 @@
-"""Benchmark the pipeline: wall time and peak memory of every stage, training and generation
-throughput, teacher cache hit rates.
+"""Benchmark the pipeline: wall time, peak memory and where the time goes in every stage,
+training and generation throughput, teacher cache hit rates; optionally side by side with an
+earlier revision.
 
     python benchmarks/run.py [--profile NAME] [--set key=value ...] [--out benchmarks/results.json]
+    python benchmarks/run.py --baseline-rev REV     # also time REV's code, stage by stage alongside
     python benchmarks/run.py --readme      # only rewrite the README table from results.json
 
 Runs `dvc repro -s <stage>` for each stage in order, in a fresh copy of the repository with
 an empty teacher cache (so nothing is reused from earlier runs), polling the resident memory
-of the stage's process tree; then reruns collect_teacher to measure the cache. Writes
+of the stage's process tree and collecting each stage's profile (taloop.profiling: start-up,
+named phases, the rest); then reruns collect_teacher to measure the cache. Writes
 results.json and regenerates the README's performance table from it.
+
+With ``--baseline-rev`` a second copy holds what REV would ship (its committed tree, the same
+profile and overrides), with its own DVC cache and its own empty teacher cache. The two
+copies run their stages alternately, so a drift in the machine's load reaches both alike,
+and the speed-ups are ratios measured on the same machine at the same time. The simulated
+teacher (required here) is deterministic, so both copies buy the same replies, under the
+same conditions (an empty cache each: collect_teacher is timed alike); results.json records
+whether the replies did come out identical and which params the two revisions differ in.
+The machine's cache of de-quantised models (taloop.models) is left as it is, so prepare_models
+takes what a new clone on this machine would; its profile shows a "dequantise" phase when that
+cache was empty.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -23,14 +38,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 import yaml
 
 from taloop import logs
 from taloop.io import read_json, read_jsonl
+from taloop.profiling import PROFILE_ENV
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -39,6 +56,35 @@ from tests.pipeline import copy_repo  # noqa: E402  (the tests' repository copy,
 RESULTS = REPO / "benchmarks/results.json"
 README = REPO / "README.md"
 START, END = "<!-- benchmark-table:start -->", "<!-- benchmark-table:end -->"
+
+# Phases that the stages run one after another, never one inside another, so that together
+# with the start-up they are disjoint parts of a process's time and "other" is the rest
+# (imports after the first phase, data handling between phases, interpreter exit). Phases
+# timed inside one of these ("lm_head", within the training "forward") are reported but not
+# subtracted; a negative "other" would mean two of these overlapped after all.
+DISJOINT_PHASES = (
+    "make_splits",
+    "teacher_collect",
+    "dequantise",
+    "model_load",
+    "prefill",
+    "decode",
+    "frozen_prefix",
+    "forward",
+    "backward",
+    "optimizer",
+    "ta_tokenize",
+    "ta_forward",
+    "ta_contrastive",
+    "ta_judge",
+    "calibrate_decide",
+    "signal_metrics",
+    "summarise",
+    "build_report",
+    "write_outputs",
+)
+# Generation time in taloop.generation's profile: the prompt's prefill and the decoding after it.
+GENERATION_PHASES = ("prefill", "decode")
 
 log = logging.getLogger("benchmark")
 
@@ -66,6 +112,12 @@ def _env() -> dict[str, str]:
     return env
 
 
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=cwd, env=_env(), capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def _tree_rss(proc: psutil.Process) -> int:
     try:
         procs = [proc, *proc.children(recursive=True)]
@@ -78,13 +130,41 @@ def _tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run_stage(repo: Path, stage: str, env: dict[str, str], *extra: str) -> dict[str, float]:
-    """Wall time and peak resident memory (MiB, whole process tree) of one `dvc repro -s`."""
+def collect_profile(directory: Path, seconds: float) -> dict[str, Any] | None:
+    """The profile taloop.profiling wrote under ``directory`` for one stage run of ``seconds``
+    wall time; None when no process wrote one (code from before the profiling, or a stage
+    that times no phase).
+
+    Of several processes (an accelerate launch with one per device), the longest one's: they
+    run in parallel, so their sum would exceed the wall time. ``other_s``: its process time
+    less its start-up and the :data:`DISJOINT_PHASES`; ``outside_process_s``: the stage's wall
+    time outside that process (DVC hashing outputs and dependencies, a launcher).
+    """
+    records = [read_json(path) for path in sorted(directory.glob("*.json"))]
+    if not records:
+        return None
+    main = max(records, key=lambda r: r["process_s"] or 0.0)
+    phases = main["phases"]
+    known = sum(phases[name]["seconds"] for name in DISJOINT_PHASES if name in phases)
+    process, startup = main["process_s"], main["startup_s"]
+    return {
+        "processes": len(records),
+        "startup_s": startup,
+        "process_s": process,
+        "phases": phases,
+        "other_s": None if process is None or startup is None else process - startup - known,
+        "outside_process_s": None if process is None else seconds - process,
+    }
+
+
+def run_stage(repo: Path, stage: str, env: dict[str, str], profile_dir: Path, *extra: str) -> dict[str, Any]:
+    """Wall time and peak resident memory (MiB, whole process tree) of one `dvc repro -s`, and
+    its profile (:func:`collect_profile`), which the stage's processes write to ``profile_dir``."""
     start = time.perf_counter()
     proc = subprocess.Popen(
         ["dvc", "repro", "-s", *extra, stage],
         cwd=repo,
-        env=env,
+        env={**env, PROFILE_ENV: str(profile_dir)},
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
@@ -92,92 +172,258 @@ def run_stage(repo: Path, stage: str, env: dict[str, str], *extra: str) -> dict[
     while proc.poll() is None:
         peak = max(peak, _tree_rss(ps))
         time.sleep(0.2)
+    seconds = time.perf_counter() - start
     output = proc.stdout.read().decode() if proc.stdout else ""
     if proc.returncode != 0:
-        raise RuntimeError(f"stage {stage} failed:\n{output[-4000:]}")
-    return {"seconds": time.perf_counter() - start, "peak_rss_mib": peak / 2**20}
-
-
-def throughput(repo: Path, variants: list[str]) -> dict[str, Any]:
-    train: dict[str, Any] = {}
-    for v in variants:
-        stage2 = read_json(repo / f"metrics/stage2/{v}.json")
-        runtime = read_json(repo / f"metrics/train/stage2_{v}/metrics.json")["train"]["runtime"]
-        train[v] = {"tokens": stage2["train_tokens"], "seconds": runtime,
-                    "tokens_per_s": stage2["train_tokens"] / runtime}  # fmt: skip
-    generated = {
-        v: sum(r["output_tokens"] for r in read_jsonl(repo / f"data/predictions/{v}.jsonl")) for v in variants
-    }
-    return {"training": train, "evaluation_generated_tokens": generated}
-
-
-def benchmark(
-    overrides: list[str], profile: str | None, keep: Path | None = None, workdir: Path | None = None
-) -> dict[str, Any]:
-    """``workdir``: run there and leave the repository copy (models, DVC cache) and its teacher
-    cache behind, e.g. to run `dvc exp run` variations on top; default: a temporary directory."""
-    if workdir is not None:
-        workdir.mkdir(parents=True)
-    with contextlib.nullcontext(str(workdir)) if workdir else tempfile.TemporaryDirectory() as tmp:
-        repo, cache = Path(tmp) / "repo", Path(tmp) / "cache"
-        copy_repo(repo, profile, overrides_dict(overrides))
-        # The copy's own source, not the editable install: editing the checkout during a
-        # half-hour run must not change the code the later stages run.
-        env = dict(_env(), TALOOP_CACHE_DIR=str(cache), PYTHONPATH=str(repo / "src"))
-        stages = subprocess.run(
-            ["dvc", "stage", "list", "--name-only"],
-            cwd=repo,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.split()
-        results = {}
-        for stage in stages:
-            results[stage] = run_stage(repo, stage, env)
-            log.info(
-                "%-24s %7.1f s  peak %6.0f MiB",
-                stage,
-                results[stage]["seconds"],
-                results[stage]["peak_rss_mib"],
-            )
-        first = read_json(repo / "metrics/teacher.json")
-        rerun = run_stage(repo, "collect_teacher", env, "-f")
-        again = read_json(repo / "metrics/teacher.json")
-        params = yaml.safe_load((repo / "params.yaml").read_text())
-        variants = [params["baseline"], *params["compare"]]
-        perf = throughput(repo, variants)
-        for v in variants:
-            perf["evaluation_generated_tokens"][v] /= results[_eval_stage(v, params["baseline"])]["seconds"]
-        if keep is not None:  # the run's numbers (not its models), e.g. for the effect-size study
-            for sub in ("metrics", "data/predictions"):
-                shutil.copytree(repo / sub, keep / sub, dirs_exist_ok=True)
-            shutil.copy2(repo / "params.yaml", keep / "params.yaml")
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+        raise RuntimeError(f"stage {stage} failed in {repo}:\n{output[-4000:]}")
     return {
-        "machine": {**machine, "python": platform.python_version()},
-        "profile": profile,
-        "overrides": overrides,
-        "stages": results,
-        "total_seconds": sum(r["seconds"] for r in results.values()),
-        "cache": {
-            "first_run": {"hits": first["cache_hits"], "replies": first["replies"]},
-            "rerun": {"hits": again["cache_hits"], "replies": again["replies"], "seconds": rerun["seconds"]},
-        },
-        "training": perf["training"],
-        "evaluation_tokens_per_stage_second": perf["evaluation_generated_tokens"],
+        "seconds": seconds,
+        "peak_rss_mib": peak / 2**20,
+        "profile": collect_profile(profile_dir, seconds),
     }
+
+
+class Copy(NamedTuple):
+    """One repository copy under benchmark: the code of one revision and its own caches."""
+
+    name: str  # "this" or "baseline", for logs
+    repo: Path
+    env: dict[str, str]
+    profiles: Path  # one subdirectory per stage run
+    rev: dict[str, Any]
+    stages: list[str]
+
+    def run(self, stage: str, *extra: str, label: str = "") -> dict[str, Any]:
+        """One stage run; ``label`` tells a rerun's profile apart from the first run's."""
+        result = run_stage(self.repo, stage, self.env, self.profiles / f"{stage}{label}", *extra)
+        log.info(
+            "%-8s %-24s %7.1f s  peak %6.0f MiB", self.name, stage, result["seconds"], result["peak_rss_mib"]
+        )
+        return result
+
+
+def make_copy(root: Path, name: str, rev: str | None, profile: str | None, overrides: list[str]) -> Copy:
+    """A repository copy in ``root``/repo with its teacher cache in ``root``/cache: the working
+    tree (``rev`` None) or what ``rev`` would ship."""
+    repo = copy_repo(root / "repo", profile, overrides_dict(overrides), rev=rev)
+    if rev is None:
+        status = _git(REPO, "status", "--porcelain")
+        revision = {"commit": _git(REPO, "rev-parse", "HEAD"), "uncommitted_changes": bool(status)}
+    else:
+        revision = {"commit": _git(REPO, "rev-parse", f"{rev}^{{commit}}"), "uncommitted_changes": False}
+    # The copy's own source, not the editable install: editing the checkout during a
+    # half-hour run must not change the code the later stages run.
+    env = dict(_env(), TALOOP_CACHE_DIR=str(root / "cache"), PYTHONPATH=str(repo / "src"))
+    stages = subprocess.run(
+        ["dvc", "stage", "list", "--name-only"], cwd=repo, env=env, capture_output=True, text=True, check=True
+    ).stdout.split()
+    return Copy(name, repo, env, root / "profiles", revision, stages)
+
+
+def run_order(stage_lists: Sequence[Sequence[str]]) -> list[tuple[int, str]]:
+    """(copy index, stage) in the order to run them: with equal stage lists, each stage in
+    every copy before the next stage, the copy going first alternating (the second run of a
+    stage finds the files both read in the page cache); otherwise one copy after the other."""
+    if all(list(stages) == list(stage_lists[0]) for stages in stage_lists):
+        order = []
+        for n, stage in enumerate(stage_lists[0]):
+            copies = range(len(stage_lists)) if n % 2 == 0 else reversed(range(len(stage_lists)))
+            order.extend((i, stage) for i in copies)
+        return order
+    return [(i, stage) for i, stages in enumerate(stage_lists) for stage in stages]
 
 
 def _eval_stage(variant: str, baseline: str) -> str:
     return "evaluate_baseline" if variant == baseline else f"evaluate@{variant}"
 
 
+def throughput(repo: Path, variants: list[str], stages: Mapping[str, Any], baseline: str) -> dict[str, Any]:
+    """Training tokens per second (the trainer's own runtime) and evaluation items per second,
+    over the evaluate stage's wall time and over its generation time when profiled."""
+    train: dict[str, Any] = {}
+    evaluation: dict[str, Any] = {}
+    generated: dict[str, float] = {}
+    for v in variants:
+        stage2 = read_json(repo / f"metrics/stage2/{v}.json")
+        runtime = read_json(repo / f"metrics/train/stage2_{v}/metrics.json")["train"]["runtime"]
+        train[v] = {"tokens": stage2["train_tokens"], "seconds": runtime,
+                    "tokens_per_s": stage2["train_tokens"] / runtime}  # fmt: skip
+        predictions = read_jsonl(repo / f"data/predictions/{v}.jsonl")
+        stage = stages[_eval_stage(v, baseline)]
+        phases = (stage["profile"] or {}).get("phases", {})
+        generation_s = sum(phases[p]["seconds"] for p in GENERATION_PHASES if p in phases)
+        evaluation[v] = {
+            "items": len(predictions),
+            "items_per_stage_s": len(predictions) / stage["seconds"],
+            "generation_s": generation_s or None,
+            "items_per_generation_s": len(predictions) / generation_s if generation_s else None,
+        }
+        generated[v] = sum(r["output_tokens"] for r in predictions) / stage["seconds"]
+    return {"training": train, "evaluation": evaluation, "evaluation_tokens_per_stage_second": generated}
+
+
+def summarise_run(
+    copy: Copy, stages: dict[str, Any], rerun: dict[str, Any], first: dict[str, Any]
+) -> dict[str, Any]:
+    """One copy's figures: per stage, totals, teacher cache, throughput."""
+    again = read_json(copy.repo / "metrics/teacher.json")
+    params = yaml.safe_load((copy.repo / "params.yaml").read_text())
+    variants = [params["baseline"], *params["compare"]]
+    return {
+        "rev": copy.rev,
+        "stages": stages,
+        "total_seconds": sum(r["seconds"] for r in stages.values()),
+        "cache": {
+            "first_run": {"hits": first["cache_hits"], "replies": first["replies"]},
+            "rerun": {"hits": again["cache_hits"], "replies": again["replies"], "seconds": rerun["seconds"]},
+        },
+        **throughput(copy.repo, variants, stages, params["baseline"]),
+    }
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def params_differ(a: Path, b: Path) -> list[str]:
+    """The dotted params keys whose values differ between two params.yaml files."""
+    fa, fb = (_flatten(yaml.safe_load(p.read_text())) for p in (a, b))
+    return sorted(k for k in fa.keys() | fb.keys() if fa.get(k, ...) != fb.get(k, ...))
+
+
+def reply_fingerprint(repo: Path) -> str:
+    """SHA-256 over every bought reply's (id, sample, rationale): what the students train on,
+    blind to columns a revision may add or drop."""
+    digest = hashlib.sha256()
+    for path in (repo / "data/teacher/responses.jsonl", repo / "data/acquired/responses.jsonl"):
+        for row in read_jsonl(path) if path.is_file() else []:
+            digest.update(json.dumps([row["id"], row["sample"], row["rationale"]]).encode())
+    return digest.hexdigest()
+
+
+def speedups(new: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
+    """How many times faster the new run is: baseline time / new time, new throughput /
+    baseline throughput (above 1: faster). Only what both runs have."""
+
+    def ratio(numerator: float | None, denominator: float | None) -> float | None:
+        return numerator / denominator if numerator and denominator else None
+
+    stages = {s: ratio(base["stages"][s]["seconds"], r["seconds"]) for s, r in new["stages"].items()
+              if s in base["stages"]}  # fmt: skip
+    training = {v: ratio(t["tokens_per_s"], base["training"][v]["tokens_per_s"])
+                for v, t in new["training"].items() if v in base["training"]}  # fmt: skip
+    evaluation = {
+        v: {
+            key: ratio(e[key], base["evaluation"][v][key])
+            for key in ("items_per_stage_s", "items_per_generation_s")
+        }
+        for v, e in new["evaluation"].items()
+        if v in base["evaluation"]
+    }
+    return {
+        "stages": stages,
+        "total": ratio(base["total_seconds"], new["total_seconds"]),
+        "training_tokens_per_s": training,
+        "evaluation_items_per_s": evaluation,
+    }
+
+
+@contextlib.contextmanager
+def _workspace(workdir: Path | None) -> Iterator[Path]:
+    if workdir is None:
+        with tempfile.TemporaryDirectory() as tmp:
+            yield Path(tmp)
+    else:
+        workdir.mkdir(parents=True)
+        yield workdir
+
+
+def benchmark(
+    overrides: list[str],
+    profile: str | None,
+    keep: Path | None = None,
+    workdir: Path | None = None,
+    baseline_rev: str | None = None,
+) -> dict[str, Any]:
+    """``workdir``: run there and leave the repository copy (models, DVC cache) and its teacher
+    cache behind (repo/, cache/; the baseline's under baseline/), e.g. to run `dvc exp run`
+    variations on top; default: a temporary directory."""
+    with _workspace(workdir) as tmp:
+        copies = [make_copy(tmp, "this", None, profile, overrides)]
+        if baseline_rev is not None:
+            copies.append(make_copy(tmp / "baseline", "baseline", baseline_rev, profile, overrides))
+            for c in copies:
+                backend = yaml.safe_load((c.repo / "params.yaml").read_text())["teacher"]["backend"]
+                if backend != "simulated":
+                    raise SystemExit(
+                        f"--baseline-rev needs the simulated teacher ({c.name} has {backend!r}): both "
+                        "copies buy their replies, which from an API would be paid twice and could differ"
+                    )
+        results: list[dict[str, Any]] = [{} for _ in copies]
+        for i, stage in run_order([c.stages for c in copies]):
+            results[i][stage] = copies[i].run(stage)
+        firsts = [read_json(c.repo / "metrics/teacher.json") for c in copies]
+        reruns = [c.run("collect_teacher", "-f", label="-rerun") for c in copies]
+        runs = [
+            summarise_run(c, r, rerun, first)
+            for c, r, rerun, first in zip(copies, results, reruns, firsts, strict=True)
+        ]
+        out: dict[str, Any] = {}
+        if baseline_rev is not None:
+            this, base = copies
+            out = {
+                "baseline": {"rev_asked": baseline_rev, **runs[1]},
+                "speedup": speedups(runs[0], runs[1]),
+                "run_order": "alternating stage by stage"
+                if this.stages == base.stages
+                else "one copy after the other (the stage lists differ)",
+                "same_teacher_replies": reply_fingerprint(this.repo) == reply_fingerprint(base.repo),
+                "params_differ": params_differ(this.repo / "params.yaml", base.repo / "params.yaml"),
+            }
+            if not out["same_teacher_replies"] or out["params_differ"]:
+                log.warning(
+                    "the two revisions did not run the same workload (same teacher replies: %s; params "
+                    "differing: %s): compare throughputs rather than stage times",
+                    out["same_teacher_replies"],
+                    ", ".join(out["params_differ"]) or "none",
+                )
+        if keep is not None:  # the run's numbers (not its models), e.g. for the effect-size study
+            for sub in ("metrics", "data/predictions"):
+                shutil.copytree(copies[0].repo / sub, keep / sub, dirs_exist_ok=True)
+            shutil.copy2(copies[0].repo / "params.yaml", keep / "params.yaml")
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
+    return {
+        "machine": {**machine, "python": platform.python_version()},
+        "profile": profile,
+        "overrides": overrides,
+        "profile_disjoint_phases": list(DISJOINT_PHASES),  # what each stage's "other_s" leaves out
+        **runs[0],
+        **out,
+    }
+
+
 def _minutes(seconds: float) -> str:
     return f"{int(seconds // 60)} min {seconds % 60:04.1f} s" if seconds >= 60 else f"{seconds:.1f} s"
 
 
+def _cache_line(cache: Mapping[str, Any]) -> str:
+    return (
+        f"Teacher cache: {cache['first_run']['hits']} of {cache['first_run']['replies']} replies from "
+        f"the cache on the first run (empty cache), {cache['rerun']['hits']} of "
+        f"{cache['rerun']['replies']} on a forced rerun of collect_teacher "
+        f"({_minutes(cache['rerun']['seconds'])})."
+    )
+
+
 def readme_table(results: dict[str, Any]) -> str:
+    if "baseline" in results:
+        return comparison_table(results)
     lines = ["| stage | wall time | peak memory |", "|---|---|---|"]
     for stage, r in results["stages"].items():
         lines.append(f"| {stage} | {_minutes(r['seconds'])} | {r['peak_rss_mib']:.0f} MiB |")
@@ -190,14 +436,67 @@ def readme_table(results: dict[str, Any]) -> str:
     for v, t in results["training"].items():
         gen = results["evaluation_tokens_per_stage_second"][v]
         lines.append(f"| {v} | {t['tokens']:.0f} | {t['tokens_per_s']:.0f} | {gen:.1f} |")
-    cache = results["cache"]
     lines.append("")
-    lines.append(
-        f"Teacher cache: {cache['first_run']['hits']} of {cache['first_run']['replies']} replies from "
-        f"the cache on the first run (empty cache), {cache['rerun']['hits']} of "
-        f"{cache['rerun']['replies']} on a forced rerun of collect_teacher "
-        f"({_minutes(cache['rerun']['seconds'])})."
-    )
+    lines.append(_cache_line(results["cache"]))
+    return "\n".join(lines)
+
+
+def _rev_label(rev: Mapping[str, Any]) -> str:
+    return f"`{rev['commit'][:7]}{'*' if rev['uncommitted_changes'] else ''}`"
+
+
+def _times(ratio: float | None) -> str:
+    return "–" if ratio is None else f"{ratio:.2f}x"
+
+
+def comparison_table(results: dict[str, Any]) -> str:
+    """The README table of a run with a baseline: both revisions' figures and the speed-ups."""
+    base, speed = results["baseline"], results["speedup"]
+    old, new = f"baseline {_rev_label(base['rev'])}", f"new {_rev_label(results['rev'])}"
+    lines = [
+        f"| stage | {old} | {new} | speed-up | peak memory, {old} | peak memory, {new} |",
+        "|---|---|---|---|---|---|",
+    ]
+    for stage in dict.fromkeys([*base["stages"], *results["stages"]]):
+        runs = [r["stages"].get(stage) for r in (base, results)]
+        times = [_minutes(r["seconds"]) if r else "–" for r in runs]
+        memory = [f"{r['peak_rss_mib']:.0f} MiB" if r else "–" for r in runs]
+        ratio = _times(speed["stages"].get(stage))
+        lines.append(f"| {stage} | {times[0]} | {times[1]} | {ratio} | {memory[0]} | {memory[1]} |")
+    totals = [_minutes(r["total_seconds"]) for r in (base, results)]
+    lines.append(f"| **total** | **{totals[0]}** | **{totals[1]}** | **{_times(speed['total'])}** | | |")
+    lines += [
+        "",
+        f"| variant | training tokens/s, {old} | {new} | speed-up "
+        f"| evaluation items/s, {old} | {new} | speed-up | generation speed-up |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for v, ratios in speed["evaluation_items_per_s"].items():
+        training = [f"{r['training'][v]['tokens_per_s']:.0f}" for r in (base, results)]
+        items = [f"{r['evaluation'][v]['items_per_stage_s']:.2f}" for r in (base, results)]
+        lines.append(
+            f"| {v} | {training[0]} | {training[1]} | {_times(speed['training_tokens_per_s'][v])} "
+            f"| {items[0]} | {items[1]} | {_times(ratios['items_per_stage_s'])} "
+            f"| {_times(ratios['items_per_generation_s'])} |"
+        )
+    lines += [
+        "",
+        f"Both revisions ran on this machine in one benchmark, {results['run_order']}. Speed-up: "
+        "the baseline's time over the new code's, or the new code's throughput over the "
+        "baseline's. Evaluation items per second of the evaluate stage's wall time; generation "
+        "speed-up: the same over the time spent generating (when both revisions profile it), "
+        "without model loading and scoring.",
+    ]
+    if results["rev"]["uncommitted_changes"]:
+        lines.append("`*`: the working tree, with changes not yet committed.")
+    if not results["same_teacher_replies"] or results["params_differ"]:
+        same = "yes" if results["same_teacher_replies"] else "no"
+        differing = ", ".join(results["params_differ"]) or "none"
+        lines.append(f"The workloads differ (same teacher replies: {same}; params differing: {differing}).")
+    prepare = results["stages"].get("prepare_models", {}).get("profile") or {}
+    if "dequantise" in prepare.get("phases", {}):
+        lines.append("The new code de-quantised its GGUF models: the machine's model cache was empty.")
+    lines += ["", f"New code: {_cache_line(results['cache'])}"]
     return "\n".join(lines)
 
 
@@ -221,13 +520,18 @@ def main() -> None:
         "--workdir", type=Path, help="run in this new directory and keep it (repo copy with models, cache)"
     )
     parser.add_argument(
+        "--baseline-rev",
+        metavar="REV",
+        help="also run what git revision REV would ship, alternating stage by stage, and report speed-ups",
+    )
+    parser.add_argument(
         "--readme",
         action="store_true",
         help="only regenerate the README table (from benchmarks/results.json)",
     )
     args = parser.parse_args()
     if not args.readme:
-        results = benchmark(args.set, args.profile, args.keep, args.workdir)
+        results = benchmark(args.set, args.profile, args.keep, args.workdir, args.baseline_rev)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     # The README shows the committed default run only, not a study run written elsewhere.
     if args.out.resolve() == RESULTS.resolve():

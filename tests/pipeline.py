@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -46,19 +48,40 @@ def run(cwd: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
     return result
 
 
-def copy_repo(dest: Path, profile: str | None = "test", extra: dict[str, Any] | None = None) -> Path:
-    """Copy what git would ship (tracked and not ignored), apply a profile (None: the default)
-    and ``extra`` overrides, commit. Also used by benchmarks/run.py."""
+def _ship_tree(dest: Path, source: Path, rev: str | None) -> None:
+    """What git would ship: the working tree's tracked and not-ignored files, or ``rev``'s
+    committed tree. Never a dvc.lock: it belongs to someone's runs, not to the code (and
+    revisions from before it stopped being committed hold one)."""
+    if rev is not None:
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", rev], cwd=source, capture_output=True, check=True
+        )
+        with tarfile.open(fileobj=io.BytesIO(archive.stdout)) as tar:
+            tar.extractall(dest, filter="data")
+        (dest / "dvc.lock").unlink(missing_ok=True)
+        return
     listed = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-        cwd=REPO, capture_output=True, text=True, check=True,
+        cwd=source, capture_output=True, text=True, check=True,
     ).stdout.split("\0")  # fmt: skip
-    # A dvc.lock in the developer's workspace belongs to their runs, not to the code under test.
     for rel in filter(lambda rel: rel and rel != "dvc.lock", listed):
-        src = REPO / rel
+        src = source / rel
         if src.is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / rel)
+
+
+def copy_repo(
+    dest: Path,
+    profile: str | None = "test",
+    extra: dict[str, Any] | None = None,
+    rev: str | None = None,
+    source: Path = REPO,
+) -> Path:
+    """Copy what git would ship of ``source`` (the working tree, or revision ``rev``), apply a
+    profile (None: the default) and ``extra`` overrides, commit. Also used by benchmarks/run.py."""
+    dest.mkdir(parents=True, exist_ok=True)
+    _ship_tree(dest, source, rev)
     if profile:
         merged = apply_profile(profile, dest / "params.yaml", dest / "profiles")
     else:
@@ -67,5 +90,5 @@ def copy_repo(dest: Path, profile: str | None = "test", extra: dict[str, Any] | 
         (dest / "params.yaml").write_text(yaml.safe_dump(deep_merge(merged, extra), sort_keys=False))
     run(dest, "git", "init", "-q")
     run(dest, "git", "add", "-A")
-    run(dest, "git", "commit", "-qm", "test copy")
+    run(dest, "git", "commit", "-qm", f"copy of {rev}" if rev else "test copy")
     return dest

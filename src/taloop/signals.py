@@ -35,6 +35,7 @@ from tqdm import tqdm
 # The measures are listed in the params schema (ta.scorer names them), which must not import
 # torch; this module re-exports them.
 from taloop.config import TA_MEASURES
+from taloop.profiling import phase
 from taloop.tasks.answers import _NUMBER, _YES_NO, final_answer_span, normalize_number
 from taloop.tasks.prompts import render
 from taloop.teachers.rationales import _OPPOSITE
@@ -95,46 +96,56 @@ def _output_offsets(tok: Any, output: str) -> list[tuple[int, int]] | None:
 
 
 def output_logprobs(
-    model: Any, tok: Any, prompts: Sequence[str], outputs: Sequence[str], batch_size: int, desc: str = "TA"
+    model: Any,
+    tok: Any,
+    prompts: Sequence[str],
+    outputs: Sequence[str],
+    batch_size: int,
+    desc: str = "TA",
+    phase_name: str = "ta_forward",
 ) -> list[ScoredOutput]:
     """Per-token log-probs of each output given its prompt, in one batched forward pass.
 
     Batches are left-padded (every output ends at the last position), and only output
     positions are projected onto the vocabulary: with Gemma's 262k vocabulary, logits for the
     prompt tokens would dominate the cost. Pairs are batched in length order to cut padding.
+    The batches' time is profiled as ``phase_name``, tokenisation as "ta_tokenize".
     """
-    rows = encode(tok, [TrainExample(p, o) for p, o in zip(prompts, outputs, strict=True)], MAX_LENGTH)
+    with phase("ta_tokenize"):
+        rows = encode(tok, [TrainExample(p, o) for p, o in zip(prompts, outputs, strict=True)], MAX_LENGTH)
     collate = WeightedCollator(tok.pad_token_id)
     order = sorted(range(len(rows)), key=lambda i: rows[i]["length"])
     logprobs: list[list[float]] = [[] for _ in rows]
     model.eval()
     for start in tqdm(range(0, len(order), batch_size), desc=desc, unit="batch"):
-        chunk = order[start : start + batch_size]
-        batch = collate([rows[i] for i in chunk])
-        labels = batch.pop("labels")
-        batch.pop("weight")
-        # Positions count from each row's first real token, so a left-padded row is scored
-        # as it would be alone (absolute-position models would otherwise see a shift).
-        batch["position_ids"] = (batch["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)
-        keep = scored_positions(labels)
-        with torch.inference_mode():
-            logits = model(**batch, logits_to_keep=keep).logits
-        targets = labels[:, -keep:][:, 1:]
-        nll = F.cross_entropy(
-            logits[:, :-1].transpose(1, 2).float(), targets, ignore_index=-100, reduction="none"
-        )
-        for n, i in enumerate(chunk):
-            logprobs[i] = (-nll[n][targets[n] != -100]).tolist()
+        with phase(phase_name):
+            chunk = order[start : start + batch_size]
+            batch = collate([rows[i] for i in chunk])
+            labels = batch.pop("labels")
+            batch.pop("weight")
+            # Positions count from each row's first real token, so a left-padded row is scored
+            # as it would be alone (absolute-position models would otherwise see a shift).
+            batch["position_ids"] = (batch["attention_mask"].cumsum(dim=1) - 1).clamp(min=0)
+            keep = scored_positions(labels)
+            with torch.inference_mode():
+                logits = model(**batch, logits_to_keep=keep).logits
+            targets = labels[:, -keep:][:, 1:]
+            nll = F.cross_entropy(
+                logits[:, :-1].transpose(1, 2).float(), targets, ignore_index=-100, reduction="none"
+            )
+            for n, i in enumerate(chunk):
+                logprobs[i] = (-nll[n][targets[n] != -100]).tolist()
     scored = []
-    for lp, output in zip(logprobs, outputs, strict=True):
-        offsets = _output_offsets(tok, output)
-        if offsets is not None:
-            if len(offsets) < len(lp):
-                raise RuntimeError(
-                    "output tokens and their offsets disagree; is the tokenizer deterministic?"
-                )
-            offsets = offsets[: len(lp)]  # a truncated output keeps the offsets of what was read
-        scored.append(ScoredOutput(lp, offsets))
+    with phase("ta_tokenize"):
+        for lp, output in zip(logprobs, outputs, strict=True):
+            offsets = _output_offsets(tok, output)
+            if offsets is not None:
+                if len(offsets) < len(lp):
+                    raise RuntimeError(
+                        "output tokens and their offsets disagree; is the tokenizer deterministic?"
+                    )
+                offsets = offsets[: len(lp)]  # a truncated output keeps the offsets of what was read
+            scored.append(ScoredOutput(lp, offsets))
     return scored
 
 
@@ -258,6 +269,7 @@ def ta_measures(
         list(swapped.values()),
         batch_size,
         desc=f"{desc} (swapped)",
+        phase_name="ta_contrastive",
     )
     rival_logp = {i: sum(r.logprobs) for i, r in zip(swapped, rival, strict=True)}
     out["contrastive"] = [
@@ -291,11 +303,12 @@ def judge_confidence(
     scores: list[float] = []
     model.eval()
     for start in tqdm(range(0, len(texts), batch_size), desc=desc, unit="batch"):
-        enc = tok(
-            texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
-        )
-        with torch.inference_mode():
-            logits = model(**enc, logits_to_keep=1).logits[:, -1, :].float()
-        pair = torch.softmax(logits[:, [yes, no]], dim=-1)
-        scores.extend(pair[:, 0].tolist())
+        with phase("ta_judge"):
+            enc = tok(
+                texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
+            )
+            with torch.inference_mode():
+                logits = model(**enc, logits_to_keep=1).logits[:, -1, :].float()
+            pair = torch.softmax(logits[:, [yes, no]], dim=-1)
+            scores.extend(pair[:, 0].tolist())
     return scores

@@ -15,6 +15,7 @@ from taloop.acquisition import (
 )
 from taloop.config import load_params
 from taloop.io import read_json, read_jsonl, write_json, write_jsonl
+from taloop.profiling import phase
 from taloop.scoring import question_signals, ta_measure_name
 from taloop.teachers.budget import Ledger
 from taloop.teachers.cache import ReplyCache, default_cache_dir
@@ -27,9 +28,10 @@ def main() -> None:
     logs.setup()
     params = load_params(paths.PARAMS)
     if params.acquisition.mode == "random":
-        write_jsonl(paths.ACQUIRED, [])
-        write_jsonl(paths.ACQUISITION_SCORES, [])
-        write_json(paths.ACQUISITION_METRICS, {"mode": "random", "replies": 0})
+        with phase("write_outputs"):
+            write_jsonl(paths.ACQUIRED, [])
+            write_jsonl(paths.ACQUISITION_SCORES, [])
+            write_json(paths.ACQUISITION_METRICS, {"mode": "random", "replies": 0})
         return
     teacher = teacher_or_exit("acquire", params)  # a missing key fails here, before minutes of scoring
     pool, tasks = data.examples("train"), data.tasks(params)
@@ -46,21 +48,23 @@ def main() -> None:
     if usd_cap is not None:  # one cap for both purchases
         usd_cap -= read_json(paths.TEACHER_METRICS)["usd_spent"]
     cache = ReplyCache(default_cache_dir())
-    result, metrics = collect_or_exit(
-        "acquire", params, planned, teacher, cache, tasks, Ledger(len(planned), usd_cap)
-    )
+    with phase("teacher_collect"):
+        result, metrics = collect_or_exit(
+            "acquire", params, planned, teacher, cache, tasks, Ledger(len(planned), usd_cap)
+        )
     rows = [{**row, "acquired": "active", "sureness": sure[row["id"]]} for row in result.rows]
-    write_jsonl(paths.ACQUIRED, rows)
     chosen = {r["id"] for r in rows}
-    write_jsonl(
-        paths.ACQUISITION_SCORES,
-        [{"id": ex.id, "task": ex.task, **signals[ex.id], "sureness": sure[ex.id], "chosen": ex.id in chosen}
-         for ex in scored],
-    )  # fmt: skip
-    write_json(
-        paths.ACQUISITION_METRICS,
-        {"mode": "active", **acquisition_metrics(signals, sure, rows), "teacher": metrics},
-    )
+    with phase("write_outputs"):
+        write_jsonl(paths.ACQUIRED, rows)
+        write_jsonl(
+            paths.ACQUISITION_SCORES,
+            [{"id": ex.id, "task": ex.task, **signals[ex.id], "sureness": sure[ex.id],
+              "chosen": ex.id in chosen} for ex in scored],
+        )  # fmt: skip
+        write_json(
+            paths.ACQUISITION_METRICS,
+            {"mode": "active", **acquisition_metrics(signals, sure, rows), "teacher": metrics},
+        )
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from taloop import data, logs, paths
 from taloop.calibration import decide
 from taloop.config import load_params
 from taloop.io import read_json, write_json, write_jsonl
+from taloop.profiling import phase
 from taloop.scoring import score
 from taloop.tasks.splits import stratified_order
 from taloop.teachers.budget import Ledger
@@ -31,18 +32,21 @@ def main() -> None:
         usd_cap -= read_json(paths.TEACHER_METRICS)["usd_spent"]
         usd_cap -= read_json(paths.ACQUISITION_METRICS).get("teacher", {}).get("usd_spent", 0.0)
     cache = ReplyCache(default_cache_dir())
-    result, teacher_metrics = collect_or_exit(
-        "calibrate_signals", params, planned, teacher, cache, tasks, Ledger(len(planned), usd_cap)
-    )
+    with phase("teacher_collect"):
+        result, teacher_metrics = collect_or_exit(
+            "calibrate_signals", params, planned, teacher, cache, tasks, Ledger(len(planned), usd_cap)
+        )
     rows = score(
         params, paths.BASE_STUDENT, paths.BASE_TA, paths.WARMUP, {"stage2": result.rows},
         {ex.id: ex for ex in val}, tasks,
     )  # fmt: skip
     tokens = {(r["id"], r["sample"]): r["output_tokens"] for r in result.rows}
     rows = [{**r, "teacher_tokens": tokens[(r["id"], r["sample"])]} for r in rows]
-    write_jsonl(paths.CALIBRATION_ROWS, rows)
-    decision = decide(rows, params)
-    write_json(paths.CALIBRATION, {**decision, "teacher": teacher_metrics})
+    with phase("calibrate_decide"):
+        decision = decide(rows, params)
+    with phase("write_outputs"):
+        write_jsonl(paths.CALIBRATION_ROWS, rows)
+        write_json(paths.CALIBRATION, {**decision, "teacher": teacher_metrics})
     chosen = decision["chosen"]
     log.info("calibration on %d validation replies: measure %s, signs %s",
              len(rows), chosen["measure"], chosen["signs"])  # fmt: skip

@@ -8,6 +8,7 @@ from taloop.acquisition import upfront_plan
 from taloop.config import load_params
 from taloop.io import write_json, write_jsonl
 from taloop.manifest import build_manifest
+from taloop.profiling import phase
 from taloop.teachers.cache import ReplyCache, default_cache_dir
 from taloop.teachers.collect import collect_or_exit, teacher_or_exit
 
@@ -18,11 +19,15 @@ def main() -> None:
     teacher = teacher_or_exit("collect_teacher", params)
     planned = upfront_plan(params, data.examples("train"), teacher)
     cache = ReplyCache(default_cache_dir())
-    result, metrics = collect_or_exit("collect_teacher", params, planned, teacher, cache, data.tasks(params))
-    write_jsonl(paths.RESPONSES, result.rows)
-    write_json(paths.TEACHER_METRICS, metrics)
-    seeds = {"teacher.seed": params.teacher.seed, "budget.order_seed": params.budget.order_seed}
-    write_json(paths.TEACHER_DIR / "manifest.json", build_manifest("collect_teacher", seeds))
+    with phase("teacher_collect"):
+        result, metrics = collect_or_exit(
+            "collect_teacher", params, planned, teacher, cache, data.tasks(params)
+        )
+    with phase("write_outputs"):
+        write_jsonl(paths.RESPONSES, result.rows)
+        write_json(paths.TEACHER_METRICS, metrics)
+        seeds = {"teacher.seed": params.teacher.seed, "budget.order_seed": params.budget.order_seed}
+        write_json(paths.TEACHER_DIR / "manifest.json", build_manifest("collect_teacher", seeds))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ from taloop import data, paths
 from taloop.evaluation import predict, summarise
 from taloop.io import read_json, read_jsonl, write_json, write_jsonl
 from taloop.model_card import release, variant_facts
+from taloop.profiling import phase
 from taloop.stages._variant import start
 
 log = logging.getLogger(__name__)
@@ -25,11 +26,13 @@ def main(argv: list[str] | None = None) -> None:
         baseline_rows = read_jsonl(paths.predictions(params.baseline))
     questions = data.examples(params.eval.split)
     rows = predict(params, paths.BASE_STUDENT, paths.stage2_model(variant), questions, data.tasks(params))
-    write_jsonl(paths.predictions(variant), rows)
-    summary = summarise(params, variant, rows, baseline_rows)
-    write_json(paths.eval_metrics(variant), summary)
-    facts = variant_facts(variant, params.variants[variant].description, summary)
-    release(paths.stage2_model(variant), paths.release_model(variant), facts)
+    with phase("summarise"):  # bootstrap CIs and the paired test
+        summary = summarise(params, variant, rows, baseline_rows)
+    with phase("write_outputs"):
+        write_jsonl(paths.predictions(variant), rows)
+        write_json(paths.eval_metrics(variant), summary)
+        facts = variant_facts(variant, params.variants[variant].description, summary)
+        release(paths.stage2_model(variant), paths.release_model(variant), facts)
     log.info(
         "%s: accuracy %.3f (95%% CI %.3f-%.3f)",
         variant,

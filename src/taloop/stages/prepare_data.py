@@ -8,6 +8,7 @@ from taloop import logs, paths
 from taloop.config import load_params
 from taloop.io import write_json, write_jsonl
 from taloop.manifest import build_manifest
+from taloop.profiling import phase
 from taloop.tasks.splits import make_splits
 
 log = logging.getLogger(__name__)
@@ -16,13 +17,15 @@ log = logging.getLogger(__name__)
 def main() -> None:
     logs.setup()
     params = load_params(paths.PARAMS)
-    splits = make_splits(params.data)
-    for split, examples in splits.items():
-        write_jsonl(paths.split_file(split), (ex.to_row() for ex in examples))
-        log.info("%s: %d examples", split, len(examples))
-    write_json(
-        paths.PREPARED / "manifest.json", build_manifest("prepare_data", {"data.seed": params.data.seed})
-    )
+    with phase("make_splits"):
+        splits = make_splits(params.data)
+    with phase("write_outputs"):
+        for split, examples in splits.items():
+            write_jsonl(paths.split_file(split), (ex.to_row() for ex in examples))
+            log.info("%s: %d examples", split, len(examples))
+        write_json(
+            paths.PREPARED / "manifest.json", build_manifest("prepare_data", {"data.seed": params.data.seed})
+        )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import logging
 
 from taloop import logs, paths
 from taloop.config import load_params
+from taloop.profiling import phase
 from taloop.reporting.build import build
 
 log = logging.getLogger(__name__)
@@ -14,7 +15,8 @@ log = logging.getLogger(__name__)
 
 def main() -> None:
     logs.setup()
-    summary = build(load_params(paths.PARAMS))
+    with phase("build_report"):
+        summary = build(load_params(paths.PARAMS))
     for text in summary["verdicts"].values():
         log.info("%s", text)
     log.info("wrote %s and %s", paths.REPORT_MD, paths.REPORT_HTML)

@@ -8,6 +8,7 @@ import logging
 from taloop import data, logs, paths
 from taloop.config import load_params
 from taloop.io import read_json, read_jsonl, write_json, write_jsonl
+from taloop.profiling import phase
 from taloop.schedule import split_warmup
 from taloop.scoring import score, signal_metrics, ta_measure_name
 
@@ -29,10 +30,12 @@ def main() -> None:
         params, paths.BASE_STUDENT, paths.BASE_TA, paths.WARMUP, scope, examples, data.tasks(params), sampled
     )
     gc.collect()
-    write_jsonl(paths.SIGNALS, rows)
     # The summary AUCs follow the measure the variants act on (calibrated on validation).
-    metrics = signal_metrics(rows, ta_measure_name(params, read_json(paths.CALIBRATION)))
-    write_json(paths.SIGNAL_METRICS, metrics)
+    with phase("signal_metrics"):  # bootstrap CIs for every signal
+        metrics = signal_metrics(rows, ta_measure_name(params, read_json(paths.CALIBRATION)))
+    with phase("write_outputs"):
+        write_jsonl(paths.SIGNALS, rows)
+        write_json(paths.SIGNAL_METRICS, metrics)
     log.info(
         "AUC of TA-on-teacher (%s, pooled within task) at flagging wrong teacher replies: %s",
         metrics["ta_summary_measure"],
