@@ -47,6 +47,7 @@ import yaml
 
 from taloop import logs
 from taloop.io import read_json, read_jsonl
+from taloop.profiles import flatten
 from taloop.profiling import PROFILE_ENV
 
 REPO = Path(__file__).resolve().parent.parent
@@ -281,19 +282,9 @@ def summarise_run(
     }
 
 
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def params_differ(a: Path, b: Path) -> list[str]:
     """The dotted params keys whose values differ between two params.yaml files."""
-    fa, fb = (_flatten(yaml.safe_load(p.read_text())) for p in (a, b))
+    fa, fb = (flatten(yaml.safe_load(p.read_text())) for p in (a, b))
     return sorted(k for k in fa.keys() | fb.keys() if fa.get(k, ...) != fb.get(k, ...))
 
 

@@ -31,19 +31,10 @@ import yaml
 
 from taloop import logs
 from taloop.io import read_json, read_jsonl
+from taloop.profiles import flatten
 
 log = logging.getLogger("study")
 N_BOOT = 2000
-
-
-def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
 
 
 def load_run(run: Path) -> dict[str, Any]:
@@ -61,7 +52,7 @@ def load_run(run: Path) -> dict[str, Any]:
     return {
         "name": run.name,
         "split": params.get("eval", {}).get("split", "test"),
-        "params": _flatten(params),
+        "params": flatten(params),
         "seed": params["stage2"]["seed"],
         "seeds": {k: params[k]["seed"] for k in ("warmup", "signals", "stage2", "data", "teacher", "eval")},
         "budget": params["budget"]["queries"],

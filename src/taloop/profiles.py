@@ -28,6 +28,17 @@ def merge_into(base: MutableMapping[str, Any], override: Mapping[str, Any]) -> N
             base[key] = value
 
 
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested params as ``{"a.b": value}``, the dotted keys `dvc exp run -S` takes."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
 def deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """``override`` merged into a copy of ``base`` (see ``merge_into``)."""
     out = copy.deepcopy(base)
