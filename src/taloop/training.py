@@ -316,9 +316,11 @@ def train_lora(
     )
     if profiling.enabled():
         _time_lm_head(trainer.model)
-    cut = frozen_cut(trainer.model, settings.lora_top_layers, encoded, PartialState().num_processes)
-    if not reuse_frozen_states:
-        cut = None
+    cut = (
+        frozen_cut(trainer.model, settings.lora_top_layers, encoded, PartialState().num_processes)
+        if reuse_frozen_states
+        else None
+    )
     if cut is None:
         result = trainer.train()
     else:
