@@ -24,7 +24,6 @@ import numpy as np
 import torch
 from tqdm import tqdm
 from transformers import (
-    DynamicCache,
     LogitsProcessor,
     LogitsProcessorList,
     StoppingCriteria,
@@ -32,7 +31,8 @@ from transformers import (
 )
 
 from taloop.config import Params
-from taloop.models import load_student
+from taloop.kv_cache import prefill
+from taloop.models import load_student, store_for_autocast
 from taloop.profiling import phase
 from taloop.tasks.answers import final_answer_span
 from taloop.training import chat_prompt
@@ -129,6 +129,8 @@ def complete(
             answered,
         )  # fmt: skip
     model, tok = load_student(base_dir, adapter)
+    if params.student.bf16:
+        store_for_autocast(model, torch.bfloat16)
     outputs = generate(
         model, tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, num_samples=num_samples,
         temperature=temperature, seed=seed, bf16=params.student.bf16, answered=answered, desc=desc,
@@ -295,33 +297,27 @@ def _decode(
     when it came), the tokens model.generate picks greedily over ``sampler``'s scores with
     ``stop`` as a stopping criterion (tests/test_generation.py holds the two to the same texts).
 
-    Two things differ from model.generate, neither in what a row computes. The prompts are
+    Three things differ from model.generate, none in what a row computes. The prompts are
     prefilled once and their KV cache copied ``copies`` times, where model.generate would run
-    identical copies; the first token still comes from the prefill's last logits. A row that
+    identical copies; the first token still comes from the prefill's last logits. The tokens all
+    prompts open with are prefilled once for the batch (taloop.kv_cache.prefill), into a cache
+    that writes in place (taloop.kv_cache.PreallocatedLayer). A row that
     ends leaves the batch (cache, positions, mask and sampler stream dropped), where
     model.generate would carry it, padded, until the last row ends: a row's tokens depend on its
     own prompt, stream and cache alone, so the rows left compute what they did beside it.
     """
-    input_ids, attention_mask = enc["input_ids"], enc["attention_mask"]
-    prompt_length = input_ids.shape[1]
+    input_ids = enc["input_ids"]
     eos = torch.tensor(_eos_ids(model), dtype=torch.long, device=input_ids.device)
-    # Inputs as model.generate builds them: positions count from each row's first real token,
-    # and a mask without padding is not passed at all (the model then takes another attention
-    # path, with its own rounding).
-    positions = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 0)
-    mask = None if bool(attention_mask.all()) else attention_mask
-    cache = DynamicCache(config=model.config.get_text_config(decoder=True))
     with phase("prefill"):
-        logits = model(
-            input_ids=input_ids, attention_mask=mask, position_ids=positions, past_key_values=cache,
-            use_cache=True, logits_to_keep=1,
-        ).logits[:, -1]  # fmt: skip
+        cache, logits, mask, positions = prefill(
+            model, input_ids, enc["attention_mask"], capacity=input_ids.shape[1] + max_new_tokens
+        )
+    mask = None if bool(mask.all()) else mask
     cache.batch_repeat_interleave(copies)
-    logits, ids, positions = (
-        t.repeat_interleave(copies, dim=0) for t in (logits, input_ids, positions[:, -1:])
-    )
+    logits, positions = (t.repeat_interleave(copies, dim=0) for t in (logits, positions))
     if mask is not None:
         mask = mask.repeat_interleave(copies, dim=0)
+    ids = input_ids.new_empty((len(logits), 0))  # each row's tokens so far
     rows = list(range(len(ids)))  # the batch row of each row still going
     out = [ids.new_empty(0)] * len(rows)
     with phase("decode"):
@@ -333,11 +329,11 @@ def _decode(
             ids = torch.cat([ids, tokens[:, None]], dim=-1)
             done = torch.isin(tokens, eos)
             if stop is not None:
-                done |= stop(rows, ids[:, prompt_length:])
+                done |= stop(rows, ids)
             if step + 1 == max_new_tokens:
                 done.fill_(True)
             for i in done.nonzero().flatten().tolist():
-                out[rows[i]] = ids[i, prompt_length:]
+                out[rows[i]] = ids[i]
             if bool(done.all()):
                 break
             if bool(done.any()):

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.stats import rankdata
 
 
 def _resample_indices(groups: Sequence[str], n_boot: int, seed: int) -> np.ndarray:
@@ -65,6 +64,8 @@ def rank_flag_auc(is_wrong: np.ndarray, confidence: np.ndarray) -> np.ndarray:
     The Mann-Whitney form on average ranks equals sklearn's roc_auc_score (ties count one half) and
     handles a thousand resamples in one call, where sklearn would need a call each.
     """
+    from scipy.stats import rankdata  # here: importing scipy.stats costs every stage ~0.8 s
+
     wrong = np.asarray(is_wrong, dtype=bool)
     ranks = rankdata(-np.asarray(confidence, dtype=float), axis=1)
     n_wrong = wrong.sum(axis=1).astype(float)

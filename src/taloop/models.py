@@ -279,3 +279,22 @@ def load_student(base_dir: Path, adapter_dir: Path | None = None) -> tuple[Any, 
 
             model = PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
         return model, tok
+
+
+def store_for_autocast(model: Any, dtype: Any) -> None:
+    """Hold ``model``'s Linear weights in ``dtype``, the dtype it will run under autocast in.
+
+    Autocast casts a float32 weight to its dtype at every call, so each decode step read and
+    converted every weight (it was most of a step's time at small batch sizes); a weight stored
+    cast gives the matmul the same values. A weight shared with the input embedding (a tied
+    lm_head) gets its own copy first: the embedding lookup is no autocast op and keeps float32.
+    For inference only: an optimizer would update the cast copies."""
+    import torch
+
+    embedding = model.get_input_embeddings().weight
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            weight = module.weight.detach()
+            if weight.data_ptr() == embedding.data_ptr():
+                weight = weight.clone()
+            module.weight = torch.nn.Parameter(weight.to(dtype), requires_grad=False)

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-from scipy.stats import rankdata
 
 from taloop.config import Stage2Config, VariantSpec
 
@@ -40,6 +39,8 @@ class SignalPlan:
 
 def rank_normalise(values: Sequence[float]) -> np.ndarray:
     """Average ranks mapped to [0, 1] (ties share a rank; a single value maps to 0.5)."""
+    from scipy.stats import rankdata  # here: importing scipy.stats costs every stage ~0.8 s
+
     arr = np.asarray(values, dtype=float)
     if arr.size == 0:
         return arr
