@@ -290,8 +290,11 @@ def test_active_acquisition_buys_the_rest_on_the_least_sure_questions(tiny_run: 
     # score_signals took the student's samples from acquire instead of drawing them again
     questions = len({r["id"] for r in acquired})
     assert f"reusing acquire's student samples for {questions} of {questions}" in out.stdout + out.stderr
-    sampled = {s["id"]: s["student_output"] for s in scores}
-    assert all(r["student_output"] == sampled[r["id"]] for r in signals)
+    sampled = {s["id"]: s for s in scores}
+    assert all(r["student_output"] == sampled[r["id"]]["student_output"] for r in signals)
+    # ... and the TA's scores of those outputs, not computed a second time
+    assert f"reusing acquire's TA scores of the student's outputs for {questions} questions" in out.stderr
+    assert all(r["ta_student_mean_logprob"] == sampled[r["id"]]["ta_student_mean_logprob"] for r in signals)
     assert _json(tiny_run / "metrics/stage2/ft.json")["examples_trained"] == queries
     report = (tiny_run / "reports/report.md").read_text()
     assert f"then {len(acquired)} replies on the least-sure of {len(scores)} scored questions" in report

@@ -180,18 +180,34 @@ def score(
         "teacher",
         judge=judge,
     )
+    # acquire scored the majority outputs it sampled with the same TA: those are not scored again
+    measures = [f"ta_student_{m}" for m in (*TA_MEASURES, *(["judge"] if judge else []))]
+    reused = {
+        i: {c.removeprefix("ta_student_"): sampled[i][c] for c in measures}
+        for i in known
+        if all(c in (sampled or {})[i] for c in measures)
+    }
+    if reused:
+        log.info("reusing acquire's TA scores of the student's outputs for %d questions", len(reused))
     student_scores = {}
     for prefix, outs in students.items():
-        ids = list(outs)
-        scored = ta_scores(
-            params,
-            ta,
-            [examples[i].question for i in ids],
-            [outs[i]["student_output"] for i in ids],
-            "student",
-            judge=judge,
+        ids = [i for i in outs if prefix or i not in reused]
+        scored = (
+            ta_scores(
+                params,
+                ta,
+                [examples[i].question for i in ids],
+                [outs[i]["student_output"] for i in ids],
+                "student",
+                judge=judge,
+            )
+            if ids
+            else {}
         )
-        student_scores[prefix] = {i: {k: v[n] for k, v in scored.items()} for n, i in enumerate(ids)}
+        student_scores[prefix] = {
+            **({} if prefix else reused),
+            **{i: {k: v[n] for k, v in scored.items()} for n, i in enumerate(ids)},
+        }
 
     conf = conf_measure(params.ta.scorer)
     stage2_keys = {(r["id"], r["sample"]) for r in scope["stage2"]}
