@@ -10,6 +10,7 @@ from taloop.tasks.answers import (
     extract_text,
     extract_yes_no,
     final_answer_span,
+    normalize_text,
 )
 from taloop.tasks.base import Example
 from taloop.tasks.reasoning_gym_tasks import RELATIONS
@@ -35,6 +36,85 @@ from taloop.tasks.registry import get_task
 )
 def test_extract_number(text: str, expected: str | None) -> None:
     assert extract_number(text) == expected
+
+
+# Tricky formats, one row per case, expected values written by hand (not copied from output).
+# Numbers: commas only group thousands (a list "2,3" or a pair "(3,4)" is not 23 or 34: its
+# first number is read), a minus sign is a sign only where nothing precedes it (the range
+# "10-12" holds 10 and 12, not -12), a fraction is its value.
+NUMBER_TABLE = [
+    ("The answer is 2,3.", "2"),
+    ("The answer is (3,4)", "3"),
+    ("It is on pages 10-12", "12"),  # lenient fallback: the last number
+    ("The answer is pages 10-12.", "10"),  # on the answer line: the first
+    ("The answer is 1,234,567.", "1234567"),
+    ("The answer is 1,2345", "1"),
+    ("The answer is 12,345.67 dollars", "12345.67"),
+    ("The answer is -7.", "-7"),
+    ("0 - 4 - 8 = -12", "-12"),
+    ("So 4-8=-4. The answer is -4.", "-4"),
+    ("x=-5", "-5"),
+    ("The answer is 3/4.", "0.75"),
+    ("The answer is -1/2", "-0.5"),
+    ("The answer is 50%.", "50"),
+    ("The answer is 12 cm", "12"),
+    ("The answer is .5", "0.5"),
+    ("The answer is 007.", "7"),
+    ("The answer is twelve.", None),
+]
+YES_NO_TABLE = [
+    ("The answer is **Yes**.", "Yes"),
+    ("The answer is yes!", "Yes"),
+    ("The answer is No, it does not follow.", "No"),
+    ("The answer is: NO", "No"),
+    ("The answer is not necessarily.", None),
+    ("The answer is Nope.", None),
+    ("The answer is yesterday's.", None),
+]
+RELATION_TABLE = [
+    ("The answer is mother-in-law.", "mother-in-law"),
+    ("The answer is Mother.", "mother"),
+    ("The answer is her grandmother", "grandmother"),
+    ("The answer is the father-in-law of Sam", "father-in-law"),
+    ("The answer is husband's brother", "brother"),
+]
+# Without a vocabulary (a user's `text` dataset): the answer line, trimmed and lower-cased,
+# articles and closing punctuation dropped.
+TEXT_TABLE = [
+    ("The answer is **Paris**.", "paris"),
+    ("The answer is: the Blue Whale!", "blue whale"),
+    ("Some reasoning.\nThe answer is an apple", "apple"),
+    ("no marker here\nLast line wins.", "last line wins"),
+    ("", None),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), NUMBER_TABLE)
+def test_number_table(text: str, expected: str | None) -> None:
+    assert extract_number(text) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), YES_NO_TABLE)
+def test_yes_no_table(text: str, expected: str | None) -> None:
+    assert extract_yes_no(text, strict=True) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), RELATION_TABLE)
+def test_relation_table(text: str, expected: str) -> None:
+    assert extract_text(text, RELATIONS) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), TEXT_TABLE)
+def test_text_without_vocabulary_table(text: str, expected: str | None) -> None:
+    assert extract_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("**Paris**.", "paris"), ("  The Eiffel Tower!  ", "eiffel tower"), ("'an owl';", "owl"), ("A\nB", "a")],
+)
+def test_normalize_text(raw: str, expected: str) -> None:
+    assert normalize_text(raw) == expected
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
-_NUMBER = r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+"
+# A number: commas only as thousands separators between full three-digit groups ("1,234",
+# not "2,3", a list), a minus sign only where no word or digit precedes it ("-12" in "= -12",
+# not in the range "10-12"), a fraction as its value ("3/4" -> 0.75).
+_NUMBER = r"(?:(?<![\w.])-)?(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?(?:/\d+(?![\d,]|\.\d))?|\.\d+)"
 # Up to the end of the line or the next "the answer is", whichever comes first.
 _ANSWER_LINE = re.compile(
     r"the (?:final )?answer is\s*:?\s*((?:(?!the (?:final )?answer is)[^\n])*)", re.IGNORECASE
@@ -45,11 +48,13 @@ def _marked_spans(text: str, strict: bool = False) -> list[str]:
 
 
 def normalize_number(raw: str) -> str | None:
-    """'1,234' -> '1234', '12.50' -> '12.5', '3.0' -> '3'; None when not a number."""
+    """'1,234' -> '1234', '12.50' -> '12.5', '3.0' -> '3', '3/4' -> '0.75'; None when not a
+    number (or a fraction over zero)."""
     cleaned = raw.replace(",", "").strip()
+    numerator, _, denominator = cleaned.partition("/")
     try:
-        value = float(cleaned)
-    except ValueError:
+        value = float(numerator) / float(denominator) if denominator else float(cleaned)
+    except (ValueError, ZeroDivisionError):
         return None
     if value != value or value in (float("inf"), float("-inf")):
         return None
@@ -59,7 +64,6 @@ def normalize_number(raw: str) -> str | None:
 
 
 def _first_number(span: str) -> str | None:
-    # Drop thousands separators only when they sit between digit groups.
     match = re.search(_NUMBER, span.replace("$", ""))
     return normalize_number(match.group(0)) if match else None
 
