@@ -12,10 +12,18 @@ import torch
 
 from taloop.config import validate_params
 from taloop.generation import GenerationBackendError, complete, generate
-from taloop.metrics import bootstrap_ci, paired_comparison
+from taloop.metrics import bootstrap_ci, mcnemar_exact, paired_comparison
 from taloop.models import TINY_RANDOM, load_saved, load_source, materialize
-from taloop.signals import judge_confidence, self_consistency, ta_measures
-from taloop.training import TrainExample, WeightedCollator, encode, weighted_loss
+from taloop.signals import JUDGE_TEMPLATE, judge_confidence, self_consistency, ta_measures
+from taloop.tasks.prompts import render
+from taloop.training import (
+    PromptTooLongError,
+    TrainExample,
+    WeightedCollator,
+    chat_prompt,
+    encode,
+    weighted_loss,
+)
 
 
 def _batch(tok: Any, examples: list[TrainExample]) -> dict[str, torch.Tensor]:
@@ -31,6 +39,21 @@ def _grads(model: Any, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
 
 A = TrainExample("What is 2 + 2?", "2 + 2 = 4\nThe answer is 4.")
 B = TrainExample("Is every cat a mammal?", "Cats are mammals.\nThe answer is Yes.")
+
+
+def test_a_prompt_longer_than_max_length_is_an_error_naming_it(tiny: tuple[Any, Any]) -> None:
+    _, tok = tiny
+    examples = [TrainExample("short", "The answer is 1."), TrainExample("word " * 200, "The answer is 2.")]
+    prompt_tokens = len(tok(chat_prompt(tok, examples[1].prompt), add_special_tokens=False).input_ids)
+    with pytest.raises(
+        PromptTooLongError, match=rf"example 1 \(prompt 'word word.*{prompt_tokens} prompt tokens.*64"
+    ):
+        encode(tok, examples, 64)
+    # A prompt that fits keeps at least one completion token under the loss.
+    (row,) = encode(
+        tok, examples[:1], len(tok(chat_prompt(tok, "short"), add_special_tokens=False).input_ids) + 1
+    )
+    assert sum(label != -100 for label in row["labels"]) == 1
 
 
 def test_prompt_tokens_carry_no_loss(tiny: tuple[Any, Any]) -> None:
@@ -83,7 +106,19 @@ def test_judge_confidence_is_a_probability(tiny: tuple[Any, Any]) -> None:
     scores = judge_confidence(
         model, tok, ["1+1?", "2+2?", "3+3?"], ["The answer is 2.", "5", "6"], batch_size=2
     )
-    assert len(scores) == 3 and all(0 < s < 1 for s in scores)
+    assert len(scores) == 3
+    # Each score is softmax over the Yes and No logits of the judge prompt's next token, in
+    # that order: recomputed here from an unbatched forward pass (swapped ids give 1 - p).
+    yes, no = (tok(w, add_special_tokens=False).input_ids[0] for w in ("Yes", "No"))
+    for score, (q, o) in zip(
+        scores, [("1+1?", "The answer is 2."), ("2+2?", "5"), ("3+3?", "6")], strict=True
+    ):
+        ids = tok(chat_prompt(tok, render(JUDGE_TEMPLATE, question=q, output=o)), return_tensors="pt",
+                  add_special_tokens=False).input_ids  # fmt: skip
+        with torch.inference_mode():
+            logits = model(input_ids=ids).logits[0, -1]
+        assert score == pytest.approx(torch.sigmoid(logits[yes] - logits[no]).item(), abs=1e-5)
+    assert any(abs(s - 0.5) > 1e-3 for s in scores)  # a swap would show
 
 
 def test_k_samples_per_prompt_in_one_call(tiny: tuple[Any, Any]) -> None:
@@ -142,11 +177,39 @@ def test_bootstrap_and_paired_comparison() -> None:
     assert lo < 0.5 < hi
     same = paired_comparison(base, base, groups, 500, 0)
     assert same["diff"] == 0 and same["p_value"] == 1.0
+    assert same["diff_ci_low"] == same["diff_ci_high"] == 0
     better = [True] * 90 + [False] * 10
     win = paired_comparison(better, base, groups, 500, 0)
     assert win["diff"] == pytest.approx(0.4) and win["p_value"] < 0.01
+    assert 0.25 < win["diff_ci_low"] < 0.4 < win["diff_ci_high"] < 0.55
     assert win["relative_improvement"] == pytest.approx(0.8)
     assert win["relative_ci_low"] < 0.8 < win["relative_ci_high"]
+    # A loss is the mirror image: same p, negated difference and interval.
+    loss = paired_comparison(base, better, groups, 500, 0)
+    assert loss["diff"] == pytest.approx(-0.4) and loss["p_value"] == win["p_value"]
+    assert loss["diff_ci_high"] < 0
+
+
+@pytest.mark.parametrize(
+    ("wins", "losses", "p"),
+    [
+        # By hand: 2 * P(Binomial(n, 1/2) <= min(wins, losses)).
+        (6, 0, 2 / 2**6),  # 0.031: the issue's example
+        (0, 6, 2 / 2**6),
+        (12, 0, 2 / 2**12),
+        (6, 1, 2 * (1 + 7) / 2**7),  # 0.125
+        (5, 5, 1.0),  # capped
+        (0, 0, 1.0),
+    ],
+)
+def test_paired_p_value_is_the_exact_mcnemar_test(wins: int, losses: int, p: float) -> None:
+    # Crafted predictions: `wins` items only the variant gets right, `losses` only the
+    # baseline, 10 both right and 10 both wrong (concordant pairs carry no evidence).
+    variant = [True] * wins + [False] * losses + [True] * 10 + [False] * 10
+    baseline = [False] * wins + [True] * losses + [True] * 10 + [False] * 10
+    result = paired_comparison(variant, baseline, ["t"] * len(variant), 200, 0)
+    assert result["p_value"] == pytest.approx(p, rel=1e-12)
+    assert mcnemar_exact(wins, losses) == pytest.approx(p, rel=1e-12)
 
 
 def test_models_resolve_from_a_local_path(tmp_path) -> None:

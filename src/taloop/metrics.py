@@ -1,4 +1,4 @@
-"""Accuracy with bootstrap CIs, paired bootstrap tests and ROC-AUC."""
+"""Accuracy with bootstrap CIs, exact paired (McNemar) tests and ROC-AUC."""
 
 from __future__ import annotations
 
@@ -29,17 +29,28 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
+def mcnemar_exact(wins: int, losses: int) -> float:
+    """Two-sided exact McNemar p-value: under 'no difference' each of the ``wins + losses``
+    discordant items (right for one, wrong for the other) goes either way with probability
+    1/2, so the smaller count is Binomial(n, 1/2); both tails, capped at 1."""
+    n, k = wins + losses, min(wins, losses)
+    return min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2**n) if n else 1.0
+
+
 def paired_comparison(
     correct: Sequence[bool], baseline: Sequence[bool], groups: Sequence[str], n_boot: int, seed: int
 ) -> dict[str, float | None]:
-    """Difference to the baseline on the same items: absolute and relative, with 95% CIs,
-    and a two-sided paired bootstrap p-value for 'no difference'."""
+    """Difference to the baseline on the same items: absolute and relative, with 95%
+    bootstrap CIs (items resampled within ``groups``), and the exact McNemar p-value for 'no
+    difference' (:func:`mcnemar_exact`), which reads the paired items as they are: a p-value
+    read off the bootstrap distribution came out far too small (6 wins and no loss gave
+    0.002 where the exact test gives 0.031)."""
     a, b = np.asarray(correct, dtype=float), np.asarray(baseline, dtype=float)
     idx = _resample_indices(groups, n_boot, seed)
     diffs = a[idx].mean(axis=1) - b[idx].mean(axis=1)
     base_means = b[idx].mean(axis=1)
     observed = float(a.mean() - b.mean())
-    p = min(1.0, 2 * min(float(np.mean(diffs <= 0)), float(np.mean(diffs >= 0))))
+    p = mcnemar_exact(int(((a == 1) & (b == 0)).sum()), int(((a == 0) & (b == 1)).sum()))
     rel = observed / b.mean() if b.mean() > 0 else None
     with np.errstate(divide="ignore", invalid="ignore"):
         rel_boot = diffs[base_means > 0] / base_means[base_means > 0]

@@ -66,10 +66,23 @@ def chat_prompt(tok: Any, prompt: str) -> str:
     return f"{prompt}\n"
 
 
+class PromptTooLongError(ValueError):
+    """A prompt leaves no room for its completion within the token limit."""
+
+
 def encode(tok: Any, examples: Sequence[TrainExample], max_length: int) -> list[dict[str, Any]]:
+    """Token ids, loss labels (prompt tokens -100) and weight of each example, cut at
+    ``max_length`` tokens. A prompt that fills ``max_length`` by itself would leave nothing to
+    score, so it raises :class:`PromptTooLongError` naming the example, before any training."""
     rows = []
-    for ex in examples:
+    for n, ex in enumerate(examples):
         prompt_ids = tok(chat_prompt(tok, ex.prompt), add_special_tokens=False).input_ids
+        if len(prompt_ids) >= max_length:
+            raise PromptTooLongError(
+                f"example {n} (prompt {ex.prompt[:60]!r}...) has {len(prompt_ids)} prompt tokens, which "
+                f"leaves none of its completion within the limit of {max_length} (student.max_length "
+                "when training); raise the limit or shorten the task's questions"
+            )
         completion_ids = tok(ex.completion + (tok.eos_token or ""), add_special_tokens=False).input_ids
         input_ids = (prompt_ids + completion_ids)[:max_length]
         labels = ([-100] * len(prompt_ids) + completion_ids)[:max_length]

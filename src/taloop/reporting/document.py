@@ -233,7 +233,7 @@ def markdown(summary: Mapping[str, Any], flagged: Sequence[Mapping[str, Any]], f
         "metrics/eval/*.json, metrics/teacher.json and metrics/signals.json). Accuracies are "
         f"percentages of the {_SPLIT_NAMES[run['eval_split']]} split; CIs are task-stratified "
         "bootstrap intervals and p-values "
-        f"paired bootstrap tests against {base}.",
+        f"exact McNemar tests on the items paired with {base}.",
         "## Verdict",
         "\n".join(f"- {text}" for text in summary["verdicts"].values()) or f"- Only {base} was run.",
     ]

@@ -1,4 +1,4 @@
-"""Plain-language verdicts that never claim more than the paired bootstrap supports."""
+"""Plain-language verdicts that never claim more than the paired test and the bootstrap CI support."""
 
 from __future__ import annotations
 
