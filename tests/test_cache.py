@@ -77,6 +77,37 @@ def test_a_line_cut_short_by_a_kill_is_skipped_and_the_next_run_writes_a_new_jou
     assert ReplyCache(tmp_path).get("key3") == _reply(3)
 
 
+def test_a_corrupt_file_from_before_the_journal_is_skipped_naming_it(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    asyncio.run(_put_all(ReplyCache(tmp_path), 2))
+    bad = tmp_path / "teacher" / "cd" / "cdef.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text('{"key": "cdef", "reply": {"te')
+    with caplog.at_level(logging.WARNING):
+        cache = ReplyCache(tmp_path)
+        assert len(cache) == 2 and cache.get("key1") == _reply(1)
+    assert f"skipped unreadable file {bad}" in caplog.text
+
+
+def test_a_key_in_two_journals_answers_with_the_first_journal_s_reply(tmp_path: Path) -> None:
+    # Two runs that raced past their claims (or a copied cache) each journalled key0: every
+    # reader gets the same reply, the one in the journal that sorts first.
+    asyncio.run(_put_all(ReplyCache(tmp_path), 1))
+    second = ReplyCache(tmp_path)
+
+    async def put_other() -> None:
+        await second.put("key0", _reply(9), {})
+        await second.aclose()
+
+    asyncio.run(put_other())
+    journals = sorted((tmp_path / "teacher").glob("journal-*.jsonl"))
+    assert len(journals) == 2
+    first_reply = TeacherReply(**json.loads(journals[0].read_text().splitlines()[0])["reply"])
+    assert ReplyCache(tmp_path).get("key0") == first_reply
+    assert ReplyCache(tmp_path).get("key0") == ReplyCache(tmp_path).get("key0")
+
+
 def test_a_cache_from_before_the_journal_still_answers(tmp_path: Path) -> None:
     legacy = tmp_path / "teacher" / "ab" / "abcdef.json"
     legacy.parent.mkdir(parents=True)

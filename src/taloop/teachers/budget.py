@@ -6,6 +6,7 @@ past the budget: a call that might overshoot is refused before it is sent.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ class BudgetExhausted(RuntimeError):
 @dataclass(frozen=True)
 class Reservation:
     usd: float
+    serial: int  # which reservation of its ledger: each is settled or released once
 
 
 class Ledger:
@@ -27,6 +29,8 @@ class Ledger:
         self.usd = 0.0
         self._reserved_queries = 0
         self._reserved_usd = 0.0
+        self._open: set[int] = set()
+        self._serials = itertools.count()
         self._lock = threading.Lock()
 
     def reserve(self, usd_upper_bound: float) -> Reservation:
@@ -42,12 +46,21 @@ class Ledger:
                 )
             self._reserved_queries += 1
             self._reserved_usd += usd_upper_bound
-            return Reservation(usd_upper_bound)
+            reservation = Reservation(usd_upper_bound, next(self._serials))
+            self._open.add(reservation.serial)
+            return reservation
+
+    def _close(self, reservation: Reservation) -> None:
+        """Called under the lock: a second settle or release would free the budget twice."""
+        if reservation.serial not in self._open:
+            raise ValueError(f"reservation {reservation.serial} was already settled or released")
+        self._open.remove(reservation.serial)
 
     def settle(self, reservation: Reservation, actual_usd: float) -> None:
         if actual_usd > reservation.usd + 1e-12:
             raise ValueError(f"call cost {actual_usd} more than its reserved bound {reservation.usd}")
         with self._lock:
+            self._close(reservation)
             self._reserved_queries -= 1
             self._reserved_usd -= reservation.usd
             self.queries += 1
@@ -56,5 +69,6 @@ class Ledger:
     def release(self, reservation: Reservation) -> None:
         """The call was not made (or failed unbilled): free its reservation."""
         with self._lock:
+            self._close(reservation)
             self._reserved_queries -= 1
             self._reserved_usd -= reservation.usd

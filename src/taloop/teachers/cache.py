@@ -155,8 +155,12 @@ class ReplyCache:
     def _read(self) -> dict[str, TeacherReply]:
         replies, torn = self._read_journals()
         for path in self.root.glob("??/*.json"):  # the layout before the journal
-            entry = json.loads(path.read_text(encoding="utf-8"))
-            replies.setdefault(entry["key"], TeacherReply(**entry["reply"]))
+            try:
+                entry = json.loads(path.read_text(encoding="utf-8"))
+                replies.setdefault(entry["key"], TeacherReply(**entry["reply"]))
+            except (ValueError, KeyError, TypeError) as err:
+                # One unreadable file costs its reply (bought again if needed), not the cache.
+                log.warning("reply cache: skipped unreadable file %s (%s)", path, err)
         if torn:
             log.warning(
                 "reply cache: skipped %d incomplete journal lines (a killed run's, or a run's now writing)",
