@@ -99,13 +99,16 @@ def test_prefix_groups_split_where_it_saves_work() -> None:
     assert prefix_groups([row(4, 5)]) == [[0]]
 
 
-def test_prefill_groups_give_the_plain_prefill_logits(
-    tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Free groups: every prompt its own group, so rows are right-aligned into one cache from
-    # caches of different lengths, and the next steps read the merged cache.
+@pytest.fixture
+def free_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Groups cost nothing, so prefill splits the tiny prompts: rows are right-aligned into one
+    cache from caches of different lengths, and the next steps read the merged cache."""
     monkeypatch.setattr(kv_cache, "GROUP_COST", 0)
     monkeypatch.setattr(kv_cache, "PREFIX_TOKEN_COST", 0)
+
+
+@pytest.mark.usefixtures("free_groups")
+def test_prefill_groups_give_the_plain_prefill_logits(tiny: tuple[Any, Any]) -> None:
     model, tok = tiny
     tok.padding_side = "left"
     enc = tok([f"shared opening words {p}" for p in PROMPTS], return_tensors="pt", padding=True)
@@ -124,11 +127,8 @@ def test_prefill_groups_give_the_plain_prefill_logits(
     assert cache.get_seq_length() == mask.shape[1]
 
 
-def test_decoding_from_merged_groups_matches_model_generate(
-    tiny: tuple[Any, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(kv_cache, "GROUP_COST", 0)
-    monkeypatch.setattr(kv_cache, "PREFIX_TOKEN_COST", 0)
+@pytest.mark.usefixtures("free_groups")
+def test_decoding_from_merged_groups_matches_model_generate(tiny: tuple[Any, Any]) -> None:
     model, tok = tiny
     kwargs = {"max_new_tokens": 10, "num_samples": 2, "temperature": 1.0, "seed": 3}
     assert generate(model, tok, PROMPTS, batch_size=4, **kwargs) == reference(
