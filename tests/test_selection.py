@@ -13,7 +13,14 @@ from taloop.calibration import choose_combine, decide, signal_plan
 from taloop.config import ConfigError, Stage2Config, VariantSpec, validate_params
 from taloop.schedule import plan_variant, step_budget
 from taloop.selection import SignalPlan, example_weights, rank_normalise, task_diagnostics, usefulness
-from taloop.training import TrainExample, WeightedCollator, encode, loss_normaliser, weighted_loss
+from taloop.training import (
+    TrainExample,
+    WeightedCollator,
+    encode,
+    loss_normaliser,
+    scored_positions,
+    weighted_loss,
+)
 
 ALL = ["self_consistency", "ta_student", "ta_teacher"]
 LOOP = VariantSpec(schedule="two_stage", signals=ALL)
@@ -153,6 +160,46 @@ def test_all_ones_weights_equal_the_plain_loss_on_an_average_batch(tiny) -> None
     # With the batch being the whole dataset, mean(w*n) * batch size = its token count.
     ours = weighted_loss(out.logits, batch["labels"], torch.ones(2), loss_normaliser(rows, batch_size=2))
     assert torch.allclose(ours, out.loss, atol=1e-6)
+
+
+def test_the_loss_on_the_kept_logits_is_the_weighted_full_logit_loss(tiny) -> None:
+    # Training asks the model for the last scored_positions logits only; the loss on them must
+    # be the full-logit loss, w_i-weighted linearly (fractional weights: w**2 would differ).
+    model, tok = tiny
+    batch = WeightedCollator(tok.pad_token_id)(encode(tok, [A, B], max_length=128))
+    labels, weight = batch["labels"], torch.tensor([0.5, 1.5])
+    keep = scored_positions(labels)
+    assert keep < labels.shape[1]  # the prompts are longer than the completions
+    with torch.no_grad():
+        full = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        kept = model(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], logits_to_keep=keep
+        ).logits
+    # By hand: each example's summed next-token NLL over its completion tokens.
+    logp = torch.log_softmax(full.float(), dim=-1)
+    nll = [
+        -sum(logp[i, t - 1, labels[i, t]] for t in range(labels.shape[1]) if labels[i, t] != -100)
+        for i in range(2)
+    ]
+    expected = (0.5 * nll[0] + 1.5 * nll[1]) / 7.0
+    ours = weighted_loss(kept, labels[:, -keep:], weight, 7.0)
+    torch.testing.assert_close(ours, expected, rtol=1e-5, atol=1e-6)
+    # One position fewer drops the first completion token of the longest completion.
+    short = weighted_loss(full[:, -(keep - 1) :], labels[:, -(keep - 1) :], weight, 7.0)
+    assert not torch.isclose(short, expected)
+
+
+def test_rank_normalise_ties_and_sizes() -> None:
+    assert rank_normalise([]).size == 0
+    assert rank_normalise([3.0, 1.0, 2.0]).tolist() == [1.0, 0.0, 0.5]
+    assert rank_normalise([2.0, 2.0, 2.0, 2.0]).tolist() == [0.5] * 4  # all tied: the middle
+
+
+@pytest.mark.parametrize(("n", "kept"), [(1, 1), (2, 1), (3, 2), (4, 2), (5, 3), (7, 4)])
+def test_filter_keeps_keep_fraction_rounded_and_at_least_one(n: int, kept: int) -> None:
+    # keep_fraction 0.6: round(0.6 n), never 0 (0.6, 1.2, 1.8, 2.4, 3.0, 4.2 by hand).
+    weights = example_weights(_rows(n), LOOP, Stage2Config(mode="filter", keep_fraction=0.6), PLAN)
+    assert int((weights > 0).sum()) == kept and set(weights.tolist()) <= {0.0, 1.0}
 
 
 def test_loss_normaliser_is_the_mean_weighted_token_count_times_the_batch() -> None:
