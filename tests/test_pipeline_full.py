@@ -1,6 +1,7 @@
 """End to end on tiny in-process models: every stage, every default variant, the report, a
 stage2-only experiment that must not rerun anything upstream of train_stage2, a budget
-experiment compared with the first run, and active acquisition."""
+experiment compared with the first run, and active acquisition. Tests that change the run
+take the ``experiment`` fixture, which restores the first run afterwards."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,6 +32,17 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run(repo, "git", "add", "dvc.lock")
     run(repo, "git", "commit", "-qm", "tiny run")
     return repo
+
+
+@pytest.fixture
+def experiment(tiny_run: Path) -> Iterator[Path]:
+    """The tiny run for a test that changes it (an experiment applied to the workspace, a
+    stage rerun in place): afterwards the workspace is the first run's again (params and
+    lock from git, outputs from the DVC cache), so no other test sees what it did."""
+    yield tiny_run
+    run(tiny_run, "git", "checkout", "--", ".")
+    run(tiny_run, "dvc", "checkout", "--force")
+    assert run(tiny_run, "dvc", "status").stdout.strip().endswith("Data and pipelines are up to date.")
 
 
 def _json(path: Path) -> dict:
@@ -153,8 +166,8 @@ def test_signals_cover_stage2_replies(tiny_run: Path) -> None:
 
 
 @pytest.mark.slow
-def test_stage2_experiment_reruns_nothing_upstream(tiny_run: Path) -> None:
-    out = run(tiny_run, "dvc", "exp", "run", "-S", "stage2.mode=filter").stdout
+def test_stage2_experiment_reruns_nothing_upstream(experiment: Path) -> None:
+    out = run(experiment, "dvc", "exp", "run", "-S", "stage2.mode=filter").stdout
     for stage in ("prepare_data", "collect_teacher", "prepare_models", "warmup", "score_signals"):
         assert f"'{stage}' didn't change" in out, out
     assert "Running stage 'train_stage2@ta_loop'" in out
@@ -247,15 +260,15 @@ def test_report_html_is_self_contained_and_renders(tiny_run: Path, tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_compare_draws_a_line_per_variant_across_budgets(tiny_run: Path) -> None:
-    run(tiny_run, "dvc", "exp", "run", "-S", "budget.queries=24")
-    run(tiny_run, "taloop", "compare")
-    result = _json(tiny_run / "reports/compare.json")
+def test_compare_draws_a_line_per_variant_across_budgets(experiment: Path) -> None:
+    run(experiment, "dvc", "exp", "run", "-S", "budget.queries=24")
+    run(experiment, "taloop", "compare")
+    result = _json(experiment / "reports/compare.json")
     budget = result["series"]["budget"]
     assert set(budget) == {"ft", "two_stage", "ta_loop", "oracle"}
     for points in budget.values():
         assert [x for x, _ in points] == [16.0, 24.0]
-    html = (tiny_run / "reports/compare.html").read_text()
+    html = (experiment / "reports/compare.html").read_text()
     assert html.count("data:image/png;base64,") == 2 and "https://" not in html
 
 
@@ -264,28 +277,28 @@ def _jsonl(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_active_acquisition_buys_the_rest_on_the_least_sure_questions(tiny_run: Path) -> None:
+def test_active_acquisition_buys_the_rest_on_the_least_sure_questions(experiment: Path) -> None:
     # 16 of the 24 train questions: 4 up front, then 12 chosen from the other 20 (candidates
     # capped by what is left unbought in each task)
-    out = run(tiny_run, "dvc", "exp", "run", "-S", "acquisition.mode=active", "-S", "budget.queries=16")
-    params = load_params(tiny_run / "params.yaml")
+    out = run(experiment, "dvc", "exp", "run", "-S", "acquisition.mode=active", "-S", "budget.queries=16")
+    params = load_params(experiment / "params.yaml")
     queries = params.budget.queries
-    upfront = _jsonl(tiny_run / "data/teacher/responses.jsonl")
-    acquired = _jsonl(tiny_run / "data/acquired/responses.jsonl")
+    upfront = _jsonl(experiment / "data/teacher/responses.jsonl")
+    acquired = _jsonl(experiment / "data/acquired/responses.jsonl")
     assert len(upfront) == warm_count(queries, params.warmup.fraction)
     assert len(upfront) + len(acquired) == queries
     assert not {r["id"] for r in upfront} & {r["id"] for r in acquired}
-    scores = _jsonl(tiny_run / "data/acquired/scores.jsonl")
+    scores = _jsonl(experiment / "data/acquired/scores.jsonl")
     assert {s["id"] for s in scores if s["chosen"]} == {r["id"] for r in acquired}
     for task in TASKS:
         chosen = [s["sureness"] for s in scores if s["task"] == task and s["chosen"]]
         left = [s["sureness"] for s in scores if s["task"] == task and not s["chosen"]]
         assert chosen and left and max(chosen) <= min(left)
-    metrics = _json(tiny_run / "metrics/acquisition.json")
+    metrics = _json(experiment / "metrics/acquisition.json")
     assert metrics["teacher"]["replies"] == len(acquired) and metrics["scored_questions"] == len(scores)
     assert metrics["teacher"]["budget"]["queries"] == queries - len(upfront)  # what collect left
     # stage 2 is exactly what was acquired; ft trains on both purchases
-    signals = _jsonl(tiny_run / "data/signals.jsonl")
+    signals = _jsonl(experiment / "data/signals.jsonl")
     assert {(r["id"], r["sample"]) for r in signals} == {(r["id"], r["sample"]) for r in acquired}
     # score_signals took the student's samples from acquire instead of drawing them again
     questions = len({r["id"] for r in acquired})
@@ -295,8 +308,8 @@ def test_active_acquisition_buys_the_rest_on_the_least_sure_questions(tiny_run: 
     # ... and the TA's scores of those outputs, not computed a second time
     assert f"reusing acquire's TA scores of the student's outputs for {questions} questions" in out.stderr
     assert all(r["ta_student_mean_logprob"] == sampled[r["id"]]["ta_student_mean_logprob"] for r in signals)
-    assert _json(tiny_run / "metrics/stage2/ft.json")["examples_trained"] == queries
-    report = (tiny_run / "reports/report.md").read_text()
+    assert _json(experiment / "metrics/stage2/ft.json")["examples_trained"] == queries
+    report = (experiment / "reports/report.md").read_text()
     assert f"then {len(acquired)} replies on the least-sure of {len(scores)} scored questions" in report
     assert f"for {queries} replies" in report
 
@@ -337,16 +350,15 @@ def test_every_param_a_stage_reads_is_declared(tiny_run: Path) -> None:
 
 
 @pytest.mark.slow
-def test_training_entry_point_runs_under_accelerate_launch(tiny_run: Path) -> None:
-    # Last in this module: it retrains ft in place.
-    metrics = tiny_run / "metrics/stage2/ft.json"
+def test_training_entry_point_runs_under_accelerate_launch(experiment: Path) -> None:
+    metrics = experiment / "metrics/stage2/ft.json"
     metrics.unlink()
     run(
-        tiny_run, "accelerate", "launch", "--config_file", "configs/accelerate/cpu.yaml",
+        experiment, "accelerate", "launch", "--config_file", "configs/accelerate/cpu.yaml",
         "-m", "taloop.stages.train_stage2", "ft",
     )  # fmt: skip
     trained = _json(metrics)
-    # ft trains on every reply of the run (16, or 24 after the budget experiments above)
-    assert trained["examples_trained"] == trained["teacher_replies"] in (16, 24)
+    # ft trains on every reply of the run: the first run's 16, whatever ran before
+    assert trained["examples_trained"] == trained["teacher_replies"] == 16
     assert trained["steps"] > 0 and trained["train_tokens"] > 0
-    assert (tiny_run / "models/stage2/ft/adapter_model.safetensors").is_file()
+    assert (experiment / "models/stage2/ft/adapter_model.safetensors").is_file()
