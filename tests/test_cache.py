@@ -239,3 +239,18 @@ def test_a_saved_batch_id_is_synced_and_so_is_its_rename(
     # rename, and the directory after it
     assert events == [("fsync", parent), ("fsync", file), ("replace", file), ("fsync", directory)]
     assert BatchState(tmp_path, "openai", KEYS).load() == "batch_1"
+
+
+def test_without_the_env_var_the_cache_sits_at_the_repository_root_shared_by_queued_experiments(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv(cache_module.CACHE_ENV, raising=False)
+    repo = tmp_path / "repo"
+    (repo / ".dvc" / "tmp" / "exps" / "run" / "abc123" / "src").mkdir(parents=True)
+    monkeypatch.chdir(repo)
+    assert cache_module.default_cache_dir() == repo.resolve() / ".taloop-cache"
+    # `dvc exp run --queue` works in .dvc/tmp/exps/<run>/<id>: the user's root, not that copy.
+    monkeypatch.chdir(repo / ".dvc" / "tmp" / "exps" / "run" / "abc123" / "src")
+    assert cache_module.default_cache_dir() == repo.resolve() / ".taloop-cache"
+    monkeypatch.setenv(cache_module.CACHE_ENV, str(tmp_path / "elsewhere"))
+    assert cache_module.default_cache_dir() == tmp_path / "elsewhere"
