@@ -10,6 +10,8 @@ import asyncio
 import contextlib
 import json
 import tempfile
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -170,3 +172,27 @@ def test_every_completed_put_survives_a_crash_anywhere_in_the_next(count: int, d
         done = {json.loads(line)["key"] for line in lines[:-1]}
         assert set(cache.replies) == done and last not in cache
         assert all(cache.get(f"key{n}") == _reply(n) for n in range(count + 1) if f"key{n}" in done)
+
+
+def test_threads_reserving_at_once_never_pass_the_limits() -> None:
+    # 8 threads race to reserve and settle 40 calls each against a 50-query, 5-USD budget
+    # (0.09 USD bound, 0.08 actual): exactly the budget's worth succeeds, never more.
+    ledger = Ledger(max_queries=50, max_usd=5.0)
+    start = threading.Barrier(8)
+
+    def worker() -> int:
+        start.wait()
+        made = 0
+        for _ in range(40):
+            try:
+                r = ledger.reserve(0.09)
+            except BudgetExhausted:
+                continue
+            ledger.settle(r, 0.08)
+            made += 1
+        return made
+
+    with ThreadPoolExecutor(8) as pool:
+        made = sum(pool.map(lambda _: worker(), range(8)))
+    assert made == ledger.queries == 50
+    assert ledger.usd == pytest.approx(50 * 0.08) and ledger._reserved_queries == 0
