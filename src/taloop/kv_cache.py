@@ -76,12 +76,22 @@ class PreallocatedLayer(DynamicLayer):
         self._expose()
         return self.keys, self.values
 
-    def copy(self) -> PreallocatedLayer:
-        twin = PreallocatedLayer(self.capacity)
+    def copy(self, capacity: int) -> PreallocatedLayer:
+        """This layer's positions in a new layer with room for ``capacity`` (at least its length)."""
+        twin = PreallocatedLayer(capacity)
         if self.is_initialized:
             twin.dtype, twin.device, twin.length = self.dtype, self.device, self.length
             twin.is_initialized = True
-            twin._keys, twin._values = self._keys.clone(), self._values.clone()
+            twin._keys, twin._values = (
+                torch.cat(
+                    [
+                        b[..., : self.length, :],
+                        b.new_empty((*b.shape[:2], capacity - self.length, b.shape[-1])),
+                    ],
+                    -2,
+                )
+                for b in (self._keys, self._values)
+            )
             twin._expose()
         return twin
 
@@ -237,8 +247,8 @@ def prefill(
     else:
         parts = []
         for group in groups:
-            part = decode_cache(model, capacity)
-            part.layers = [layer.copy() for layer in cache.layers]
+            part = decode_cache(model, width)
+            part.layers = [layer.copy(width) for layer in cache.layers]  # room for its prompts only
             parts.append((group, part, *_prefill_group(model, [prompts[i] for i in group], part, shared)))
         length = max(mask.shape[1] for *_, mask in parts)
         logits = parts[0][2].new_empty((len(prompts), parts[0][2].shape[-1]))

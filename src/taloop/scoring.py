@@ -156,7 +156,8 @@ def score(
     columns, by id; the acquire stage's), which are not sampled again."""
     students: dict[str, dict[str, dict[str, Any]]] = {}
     stage2_ids = list(dict.fromkeys(r["id"] for r in scope["stage2"]))
-    known = {i: {k: sampled[i][k] for k in STUDENT_COLUMNS} for i in stage2_ids if i in (sampled or {})}
+    sampled = sampled or {}
+    known = {i: {k: sampled[i][k] for k in STUDENT_COLUMNS} for i in stage2_ids if i in sampled}
     missing = [examples[i] for i in stage2_ids if i not in known]
     if known:
         log.info(
@@ -185,7 +186,7 @@ def score(
     reused = {
         i: {c.removeprefix("ta_student_"): sampled[i][c] for c in measures}
         for i in known
-        if all(c in (sampled or {})[i] for c in measures)
+        if all(c in sampled[i] for c in measures)
     }
     if reused:
         log.info("reusing acquire's TA scores of the student's outputs for %d questions", len(reused))
