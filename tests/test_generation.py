@@ -24,7 +24,7 @@ from taloop.generation import (
     through_answer,
 )
 from taloop.manifest import CPU_FLAGS, build_manifest, onednn_version
-from taloop.models import TINY_RANDOM, load_source
+from taloop.models import TINY_RANDOM, free_weights, load_source
 from taloop.tasks.answers import extract, extract_strict
 from taloop.training import TrainExample, chat_prompt, encode
 
@@ -322,3 +322,18 @@ def test_manifest_records_the_numerics(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert onednn_version("  - Intel(R) MKL-DNN v3.7.1 (Git Hash 8d263e6)") == "3.7.1"
     assert onednn_version("  - oneDNN v3.12.0 (Git Hash 80afa71)") == "3.12.0"
     assert onednn_version("no such line") is None
+
+
+def test_free_weights_drops_every_weight_without_a_garbage_collection() -> None:
+    import gc
+    import weakref
+
+    model, _ = load_source(TINY_RANDOM)
+    gc.disable()  # the model's reference cycles stay uncollected: only free_weights can free
+    try:
+        storages = [weakref.ref(t.untyped_storage()) for t in [*model.parameters(), *model.buffers()]]
+        free_weights(model)
+        assert all(t.device.type == "meta" for t in [*model.parameters(), *model.buffers()])
+        assert all(storage() is None for storage in storages)
+    finally:
+        gc.enable()

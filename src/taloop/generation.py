@@ -9,7 +9,6 @@ would pick. Evaluation and student sampling also end a row at its answer line
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import logging
 import re
@@ -32,7 +31,7 @@ from transformers import (
 
 from taloop.config import Params
 from taloop.kv_cache import prefill
-from taloop.models import load_student, store_for_autocast
+from taloop.models import free_weights, load_student, store_for_autocast
 from taloop.profiling import phase
 from taloop.tasks.answers import final_answer_span
 from taloop.training import chat_prompt
@@ -135,8 +134,7 @@ def complete(
         model, tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, num_samples=num_samples,
         temperature=temperature, seed=seed, bf16=params.student.bf16, answered=answered, desc=desc,
     )  # fmt: skip
-    del model
-    gc.collect()
+    free_weights(model)
     return outputs, tok
 
 
@@ -167,8 +165,7 @@ def _vllm(
     with tempfile.TemporaryDirectory(prefix="taloop-vllm-") as merged:
         model.save_pretrained(merged, safe_serialization=True)
         tok.save_pretrained(merged)
-        del model
-        gc.collect()
+        free_weights(model)
         llm = LLM(model=merged, dtype="bfloat16" if bf16 else "auto", seed=seed)
         sampling = SamplingParams(
             n=num_samples, temperature=temperature, max_tokens=max_new_tokens, seed=seed

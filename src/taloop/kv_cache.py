@@ -124,8 +124,16 @@ class PreallocatedLayer(DynamicLayer):
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         if self.is_initialized:
-            self._keys, self._values = self._keys[indices], self._values[indices]
+            self._keys, self._values = (self._select(b, indices) for b in (self._keys, self._values))
             self._expose()
+
+    def _select(self, buffer: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """``buffer``'s rows at ``indices`` in a buffer of the same capacity, filled positions
+        only. index_select into the view took a seventh of the time of ``buffer[indices]``
+        (2 cores, the default's cache shapes), which also copied the unfilled capacity."""
+        out = buffer.new_empty((len(indices), *buffer.shape[1:]))
+        torch.index_select(buffer[..., : self.length, :], 0, indices, out=out[..., : self.length, :])
+        return out
 
 
 def decode_cache(model: Any, capacity: int) -> DynamicCache:

@@ -1,0 +1,56 @@
+"""The PEFT-free LoRA merge gives PEFT's merged weights bit for bit, and declines what it
+cannot merge exactly."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from peft import LoraConfig, PeftModel, get_peft_model
+
+from taloop.lora_merge import merge_lora
+
+
+def _adapter(base: Any, path: Path, **settings: Any) -> Path:
+    """A LoRA adapter on a copy of ``base`` with random (nonzero) A and B, saved to ``path``."""
+    torch.manual_seed(0)
+    config = LoraConfig(
+        r=4, lora_alpha=8, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False,
+        **settings,
+    )  # fmt: skip
+    get_peft_model(copy.deepcopy(base), config).save_pretrained(path)
+    return path
+
+
+def _peft_merged(base: Any, adapter: Path) -> dict[str, torch.Tensor]:
+    return PeftModel.from_pretrained(copy.deepcopy(base), adapter).merge_and_unload().state_dict()
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"use_rslora": True}, {"layers_to_transform": [1]}],
+    ids=["plain", "rslora", "top_layer_only"],
+)
+def test_merge_equals_peft_merge_bit_for_bit(tiny: tuple[Any, Any], tmp_path: Path, settings: dict) -> None:
+    base = tiny[0]
+    adapter = _adapter(base, tmp_path / "adapter", **settings)
+    ours = copy.deepcopy(base)
+    assert merge_lora(ours, adapter)
+    theirs = _peft_merged(base, adapter)
+    changed = 0
+    for name, value in ours.state_dict().items():
+        assert torch.equal(value, theirs[name]), name
+        changed += not torch.equal(value, base.state_dict()[name])
+    assert changed == (1 if settings.get("layers_to_transform") else base.config.num_hidden_layers) * 3
+
+
+def test_adapters_it_cannot_merge_exactly_are_left_to_peft(tiny: tuple[Any, Any], tmp_path: Path) -> None:
+    base = tiny[0]
+    before = copy.deepcopy(base.state_dict())
+    for name, settings in [("dora", {"use_dora": True}), ("bias", {"bias": "lora_only"})]:
+        ours = copy.deepcopy(base)
+        assert not merge_lora(ours, _adapter(base, tmp_path / name, **settings)), name
+        assert all(torch.equal(v, before[k]) for k, v in ours.state_dict().items()), name
