@@ -1,12 +1,13 @@
 # `make run`  : set up (once) and run the pipeline on params.yaml (`dvc repro`)
 # `make test` : set up (once) and run the test suite
+# `make mutation`: mutation score of the core modules -> benchmarks/results/mutation.json (about an hour on 2 cores)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.taloop-setup
 TORCH ?= torch==2.13.0
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test lint
+.PHONY: setup run test lint mutation
 
 setup: $(STAMP)
 
@@ -29,3 +30,10 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/ruff format --check src tests benchmarks
+
+# mutmut is not in requirements.txt: only this target needs it.
+mutation: setup
+	$(PY) -m pip install -q mutmut==3.8.1
+	rm -rf mutants
+	$(VENV)/bin/mutmut run --max-children 2
+	$(PY) benchmarks/mutation.py

@@ -6,8 +6,9 @@ Each RUN_DIR holds one run's params.yaml, metrics/ and data/predictions/ (as wri
 `benchmarks/run.py --keep DIR`, or copied from a workspace after `dvc repro`). Three parts:
 
 - seeds: at the full budget with random acquisition, per-seed accuracy of every variant and
-  its mean relative improvement over the baseline, with a two-level bootstrap CI (seeds
-  resampled, then test items within each seed, task-stratified and paired);
+  its difference from the baseline (:func:`compare`: the t-interval of per-seed differences
+  and a bootstrap resampling seeds and the shared test items jointly; the minimum
+  detectable effect at 80% power), and the relative change;
 - budget curve: accuracy against budget.queries (random acquisition), and the spend at which
   ta_loop first matches the baseline's full-budget accuracy (linear between measured budgets);
 - acquisition: every active run against the random run with the same seeds and budget, per
@@ -31,6 +32,7 @@ import yaml
 
 from taloop import logs
 from taloop.io import read_json, read_jsonl
+from taloop.metrics import mde_paired, resample_indices, seed_interval
 from taloop.profiles import flatten
 
 log = logging.getLogger("study")
@@ -45,6 +47,7 @@ def load_run(run: Path) -> dict[str, Any]:
         rows = sorted(read_jsonl(run / f"data/predictions/{v}.jsonl"), key=lambda r: r["id"])
         correct[v] = np.array([r["correct"] for r in rows], dtype=float)
         tasks = np.array([r["task"] for r in rows])
+        ids = np.array([r["id"] for r in rows])
     usd = read_json(run / "metrics/teacher.json")["usd_value"]
     acquisition = run / "metrics/acquisition.json"
     if acquisition.is_file():
@@ -62,33 +65,97 @@ def load_run(run: Path) -> dict[str, Any]:
         "accuracy": {v: read_json(run / f"metrics/eval/{v}.json")["accuracy"] for v in variants},
         "correct": correct,
         "tasks": tasks,
+        "ids": ids,
     }
 
 
-def relative_ci(runs: list[dict[str, Any]], variant: str, baseline: str, seed: int = 0) -> dict[str, float]:
-    """Mean over runs of (acc_variant / acc_baseline - 1), with a 95% two-level bootstrap CI."""
+def _accuracy_resamples(runs: list[dict[str, Any]], variants: list[str], seed: int) -> dict[str, np.ndarray]:
+    """Per variant, the mean accuracy over the runs in each of N_BOOT joint resamples: the
+    runs (seeds) with replacement, and the test items once per resample for all runs alike
+    (stratified by task), since every seed is evaluated on the same items. Resampling each
+    seed's items on their own would treat shared items as fresh ones and narrow the interval."""
+    ids = runs[0]["ids"]
+    if any(not np.array_equal(r["ids"], ids) for r in runs):
+        raise ValueError("runs compared across seeds must share their test items (same data seed and split)")
     rng = np.random.default_rng(seed)
+    items = resample_indices(runs[0]["tasks"], N_BOOT, seed)  # (N_BOOT, n)
+    picks = rng.integers(0, len(runs), size=(N_BOOT, len(runs)))  # (N_BOOT, k)
+    out = {}
+    for v in variants:
+        correct = np.stack([r["correct"][v] for r in runs])  # (k, n)
+        per_seed = correct[:, items].mean(axis=2)  # (k, N_BOOT): each seed on each item resample
+        out[v] = per_seed[picks, np.arange(N_BOOT)[:, None]].mean(axis=1)
+    return out
 
-    def rel(run: dict[str, Any], idx: np.ndarray | None = None) -> float:
-        a, b = run["correct"][variant], run["correct"][baseline]
-        if idx is not None:
-            a, b = a[idx], b[idx]
-        return float(a.mean() / b.mean() - 1) if b.mean() > 0 else float("nan")
 
-    def resample(run: dict[str, Any]) -> np.ndarray:
-        tasks = run["tasks"]
-        return np.concatenate(
-            [rng.choice(np.flatnonzero(tasks == t), size=(tasks == t).sum()) for t in np.unique(tasks)]
-        )
+def _interval(values: np.ndarray) -> tuple[float, float]:
+    lo, hi = np.nanpercentile(values, [2.5, 97.5])
+    return float(lo), float(hi)
 
-    observed = float(np.mean([rel(r) for r in runs]))
-    boot = []
-    for _ in range(N_BOOT):
-        picked = [runs[i] for i in rng.integers(0, len(runs), len(runs))]
-        boot.append(np.nanmean([rel(r, resample(r)) for r in picked]))
-    lo, hi = np.nanpercentile(boot, [2.5, 97.5])
-    return {"mean_relative_improvement": observed, "ci_low": float(lo), "ci_high": float(hi),
-            "share_of_resamples_above_zero": float(np.mean(np.array(boot) > 0))}  # fmt: skip
+
+def compare(runs: list[dict[str, Any]], variant: str, baseline: str, seed: int = 0) -> dict[str, Any]:
+    """``variant`` against ``baseline`` over runs that differ only in their training seeds.
+
+    The difference of mean accuracies with two 95% intervals, the t-interval of the per-seed
+    paired differences and the joint bootstrap of :func:`_accuracy_resamples`, and the
+    reported ``diff_ci`` spanning both: neither narrower than the seed-level spread allows
+    nor blind to the test items being a sample. ``mde``: the smallest mean difference a
+    t-test over as many seeds detects with 80% power at the observed spread; ``mde_items``:
+    the same for one seed's exact McNemar test on its items (the mean over seeds of each
+    seed's, at its observed disagreement). The relative change is mean(variant) /
+    mean(baseline) - 1, with the joint bootstrap's interval."""
+    a = np.array([r["accuracy"][variant] for r in runs])
+    b = np.array([r["accuracy"][baseline] for r in runs])
+    seeds = seed_interval(a - b)
+    boot = _accuracy_resamples(runs, [variant, baseline], seed)
+    diff_boot = _interval(boot[variant] - boot[baseline])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel_boot = _interval(boot[variant] / boot[baseline] - 1)
+    item_mdes = [
+        mde_paired(len(r["ids"]), float((r["correct"][variant] != r["correct"][baseline]).mean()))
+        for r in runs
+    ]
+    known = [m for m in item_mdes if m is not None]
+    lows = [x for x in (seeds["ci_low"], diff_boot[0]) if x is not None]
+    highs = [x for x in (seeds["ci_high"], diff_boot[1]) if x is not None]
+    return {
+        "seeds": len(runs),
+        "mean_accuracy": float(a.mean()),
+        "baseline_mean_accuracy": float(b.mean()),
+        "diff": float(a.mean() - b.mean()),
+        "diff_t_ci": [seeds["ci_low"], seeds["ci_high"]],
+        "diff_bootstrap_ci": list(diff_boot),
+        "diff_ci": [min(lows), max(highs)],
+        "seed_sd": seeds["sd"],
+        "mde": seeds["mde"],
+        "mde_relative": seeds["mde"] / b.mean() if seeds["mde"] is not None and b.mean() > 0 else None,
+        "mde_items": float(np.mean(known)) if len(known) == len(runs) else None,
+        "mean_relative_improvement": float(a.mean() / b.mean() - 1) if b.mean() > 0 else None,
+        "ci_low": rel_boot[0],
+        "ci_high": rel_boot[1],
+        "share_of_resamples_above_zero": float(np.mean(boot[variant] > boot[baseline])),
+    }
+
+
+def recovery(
+    runs: list[dict[str, Any]], method: str, baseline: str, oracle: str, seed: int = 0
+) -> dict[str, Any]:
+    """The recovery ratio (method - baseline) / (oracle - baseline) of mean accuracies: the share
+    of the gain from dropping every wrong teacher reply that ``method`` gets without gold
+    answers, with its joint-bootstrap 95% interval. The ratio is unstable when the oracle's
+    gain is near zero, so the oracle's gain and its interval are reported beside it."""
+    boot = _accuracy_resamples(runs, [method, baseline, oracle], seed)
+    mean = {v: float(np.mean([r["accuracy"][v] for r in runs])) for v in (method, baseline, oracle)}
+    headroom = mean[oracle] - mean[baseline]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = _interval((boot[method] - boot[baseline]) / (boot[oracle] - boot[baseline]))
+    return {
+        "ratio": (mean[method] - mean[baseline]) / headroom if headroom else None,
+        "ci_low": ratio[0],
+        "ci_high": ratio[1],
+        "oracle_gain": headroom,
+        "oracle_gain_ci": list(_interval(boot[oracle] - boot[baseline])),
+    }
 
 
 def seeds_table(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -103,11 +170,7 @@ def seeds_table(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "test_items_per_seed": len(runs[0]["tasks"]),
         "accuracy": {v: {str(r["seed"]): r["accuracy"][v] for r in having[v]} for v in variants},
         "mean_accuracy": {v: float(np.mean([r["accuracy"][v] for r in having[v]])) for v in variants},
-        "vs_baseline": {
-            v: {"seeds": len(having[v]), **relative_ci(having[v], v, baseline)}
-            for v in variants
-            if v != baseline
-        },
+        "vs_baseline": {v: compare(having[v], v, baseline) for v in variants if v != baseline},
     }
 
 
@@ -168,13 +231,14 @@ def acquisition_pairs(runs: list[dict[str, Any]]) -> dict[str, Any]:
         both = [(a, r) for a, r in pairs if v in r["accuracy"]]
         if not both:
             continue
-        paired = [{"correct": {"active": a["correct"][v], "random": r["correct"][v]}, "tasks": a["tasks"]}
+        paired = [{"correct": {"active": a["correct"][v], "random": r["correct"][v]}, "tasks": a["tasks"],
+                   "ids": a["ids"], "accuracy": {"active": a["accuracy"][v], "random": r["accuracy"][v]}}
                   for a, r in both]  # fmt: skip
         by_variant[v] = {
             "pairs": len(both),
             "random_accuracy": float(np.mean([r["accuracy"][v] for _, r in both])),
             "active_accuracy": float(np.mean([a["accuracy"][v] for a, _ in both])),
-            "active_vs_random": relative_ci(paired, "active", "random"),
+            "active_vs_random": compare(paired, "active", "random"),
         }
     return {"pairs": [{"active": a["name"], "random": r["name"], "budget": a["budget"],
                        "teacher_usd_active": a["teacher_usd"], "teacher_usd_random": r["teacher_usd"]}
@@ -210,11 +274,20 @@ def study(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, Any]
     }
 
 
-def _rel(cmp: dict[str, float]) -> str:
+def _rel(cmp: dict[str, Any]) -> str:
+    if cmp["mean_relative_improvement"] is None:
+        return "undefined (baseline at 0%)"
     return (
         f"{100 * cmp['mean_relative_improvement']:+.1f}% ({100 * cmp['ci_low']:+.1f}% to "
         f"{100 * cmp['ci_high']:+.1f}%)"
     )
+
+
+def _points(cmp: dict[str, Any]) -> str:
+    """Difference in accuracy points with its reported interval, and the MDE."""
+    lo, hi = cmp["diff_ci"]
+    mde = "n/a (one seed)" if cmp["mde"] is None else f"{100 * cmp['mde']:.1f}"
+    return f"{100 * cmp['diff']:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f}) | {mde}"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -228,15 +301,19 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['test_items_per_seed']} test items per seed. Accuracy in %.",
         *(["", result["note"]] if result.get("note") else []),
         "",
+        "Against the baseline: the difference in points with a 95% interval spanning the seed-level "
+        "t-interval and the joint bootstrap over seeds and shared test items; MDE: the smallest "
+        "difference a t-test over these seeds detects with 80% power at the observed spread.",
+        "",
         "| variant | "
         + " | ".join(f"seed {s}" for s in seeds)
-        + f" | mean | mean relative vs {base} (95% CI) |",
-        "|---|" + "---|" * (len(seeds) + 2),
+        + f" | mean | vs {base}, points (95% CI) | MDE, points | relative (95% CI) |",
+        "|---|" + "---|" * (len(seeds) + 4),
     ]
     for v, by_seed in result["accuracy"].items():
         cells = [f"{100 * by_seed[s]:.1f}" if s in by_seed else "not run" for s in seeds]
         cmp = result["vs_baseline"].get(v)
-        rel = f"{_rel(cmp)} over {cmp['seeds']} seeds" if cmp else "(baseline)"
+        rel = f"{_points(cmp)} | {_rel(cmp)}" if cmp else "(baseline) | | "
         lines.append(f"| {v} | " + " | ".join(cells) + f" | {100 * result['mean_accuracy'][v]:.1f} | {rel} |")
 
     curve = result["budget_curve"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -198,14 +199,19 @@ def test_report_numbers_equal_the_metrics_they_came_from(tiny_run: Path) -> None
     report = (tiny_run / "reports/report.md").read_text()
     teacher = _json(tiny_run / "metrics/teacher.json")
     header, rows = _ablation_rows(report)
-    tasks = header[1 : header.index("mean")]
+    task_columns = header[1 : header.index("mean")]
+    tasks = [c.split(" (n=")[0] for c in task_columns]
     assert set(tasks) == TASKS
     assert [r[0].removesuffix(" (uses gold)") for r in rows] == ["ft", "two_stage", "ta_loop", "oracle"]
     for row in rows:
         cells = dict(zip(header, row, strict=True))
         metrics = _json(tiny_run / f"metrics/eval/{row[0].removesuffix(' (uses gold)')}.json")
-        for task in tasks:
-            assert _matches(cells[task], metrics["per_task"][task]), (task, cells[task])
+        for task, column in zip(tasks, task_columns, strict=True):
+            shown, lo, hi = re.fullmatch(r"(\S+) \[(\S+), (\S+)\]", cells[column]).groups()
+            per_task = metrics["per_task"][task]
+            assert column == f"{task} (n={per_task['n']})"
+            assert _matches(shown, per_task["accuracy"]), (task, cells[column])
+            assert _matches(lo, per_task["ci_low"]) and _matches(hi, per_task["ci_high"])
         assert _matches(cells["mean"], metrics["accuracy"])
         correct, n = map(int, cells["correct"].split("/"))
         assert n == metrics["n"] and correct / n == pytest.approx(metrics["accuracy"])
@@ -216,6 +222,10 @@ def test_report_numbers_equal_the_metrics_they_came_from(tiny_run: Path) -> None
             continue
         cmp = metrics["vs_baseline"]
         assert _matches(cells["p"], cmp["p_value"], scale=1.0)
+        if cmp["mde"] is None:
+            assert cells["MDE (80% power)"] == "none detectable"
+        else:
+            assert _matches(cells["MDE (80% power)"].split()[0], cmp["mde"])
         rel = cells["relative vs ft (95% CI)"]
         if cmp["relative_improvement"] is not None:
             shown, ci = rel.split(" (")

@@ -14,7 +14,9 @@ from taloop.reporting.compare import runs_from_exp_show, series, write_compare
 from taloop.reporting.verdict import significant, verdict
 
 
-def _cmp(rel: float | None, lo: float, hi: float, p: float, diff: float = 0.1) -> dict[str, Any]:
+def _cmp(
+    rel: float | None, lo: float, hi: float, p: float, diff: float = 0.1, mde: float | None = 0.138
+) -> dict[str, Any]:
     # diff's CI shares the relative CI's sign pattern, as the paired bootstrap guarantees.
     return {
         "diff": diff,
@@ -24,6 +26,8 @@ def _cmp(rel: float | None, lo: float, hi: float, p: float, diff: float = 0.1) -
         "relative_ci_low": lo if rel is not None else None,
         "relative_ci_high": hi if rel is not None else None,
         "p_value": p,
+        "discordant": 0.19,
+        "mde": mde,
     }
 
 
@@ -55,6 +59,15 @@ def test_small_p_with_ci_covering_zero_is_not_called_significant() -> None:
 def test_tie_and_gold_variants() -> None:
     assert "matched ft exactly" in verdict("two_stage", "ft", _cmp(0.0, -0.1, 0.1, 1.0, diff=0.0))
     assert "diagnostic upper bound" in verdict("oracle", "ft", _cmp(0.1, -0.1, 0.3, 0.4), uses_gold=True)
+
+
+def test_every_verdict_states_the_comparisons_minimum_detectable_effect() -> None:
+    text = verdict("ta_loop", "ft", _cmp(0.12, -0.03, 0.27, 0.21))
+    assert text.endswith(
+        "The smallest difference these items detect with 80% power is 13.8% points"
+        " (minimum detectable effect at the observed 19.0% disagreement)."
+    )
+    assert "no difference is detectable" in verdict("ta_loop", "ft", _cmp(0.12, -0.03, 0.27, 0.21, mde=None))
 
 
 def test_baseline_at_zero_reports_points_not_relative() -> None:

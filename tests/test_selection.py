@@ -11,16 +11,10 @@ import torch
 
 from taloop.calibration import choose_combine, decide, signal_plan
 from taloop.config import ConfigError, Stage2Config, VariantSpec, validate_params
+from taloop.loss import WeightedCollator, loss_normaliser, scored_positions, weighted_loss
 from taloop.schedule import plan_variant, step_budget
 from taloop.selection import SignalPlan, example_weights, rank_normalise, task_diagnostics, usefulness
-from taloop.training import (
-    TrainExample,
-    WeightedCollator,
-    encode,
-    loss_normaliser,
-    scored_positions,
-    weighted_loss,
-)
+from taloop.training import TrainExample, encode
 
 ALL = ["self_consistency", "ta_student", "ta_teacher"]
 LOOP = VariantSpec(schedule="two_stage", signals=ALL)
@@ -304,3 +298,31 @@ def test_calibration_picks_the_informative_measure_and_signs(raw_params: dict[st
     assert plan == SignalPlan("contrastive", dict.fromkeys(ALL, 1), "mean")
     with pytest.raises(ConfigError, match="calibrate_signals"):
         signal_plan(params, params.variants["ta_loop"], None)
+
+
+def test_a_one_stage_variant_weights_replies_by_the_base_students_signals(raw_params: dict[str, Any]) -> None:
+    # One-stage variants have no warmed-up student: their signals are the base student's
+    # ("base_" columns, over every reply), the two-stage ones' the warmed-up student's.
+    raw = {**raw_params, "signals": {**raw_params["signals"], "base_student": True, "selection": "as_listed"}}
+    params = _params(raw, mode="weight")
+    raw = params.model_dump()
+    raw["variants"]["ta_loop_one_stage"] = {"schedule": "one_stage", "signals": ALL}
+    raw["compare"] = [*raw["compare"], "ta_loop_one_stage"]
+    params = validate_params(raw)
+    replies = _replies(24)
+    varied = {(r["id"], 0): _rows(1, r["task"], seed=i)[0] for i, r in enumerate(replies)}
+    # the TA's view of the teacher's reply does not depend on the student: it has no base_ twin
+    flat = dict.fromkeys(("sc", "ta_student_mean_logprob", "ta_teacher_mean_logprob"), 0.5)
+    student = ("sc", "ta_student_mean_logprob")
+    signals = {key: {**flat, **{f"base_{k}": row[k] for k in student}} for key, row in varied.items()}
+    prompts = {r["id"]: "q" for r in replies}
+    plan = SignalPlan("mean_logprob", dict.fromkeys(ALL, 1), "mean")
+    one = plan_variant(params, "ta_loop_one_stage", replies, signals, prompts, plan)
+    two = plan_variant(params, "ta_loop", replies, signals, prompts, plan)
+    assert not one.from_warmup and len(one.examples) == 24  # every reply, from the base model
+    assert one.weight_max > one.weight_min  # the base_ signals vary
+    assert two.weight_max == two.weight_min  # the warmed-up student's are flat
+    # and a one-stage variant without base_ scores is refused, naming the setting
+    del signals[("q3", 0)]["base_sc"]
+    with pytest.raises(KeyError, match="base_sc"):
+        plan_variant(params, "ta_loop_one_stage", replies, signals, prompts, plan)

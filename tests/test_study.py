@@ -11,6 +11,7 @@ from .conftest import load_benchmark
 
 study = load_benchmark("study")
 TASKS = np.array(["a"] * 10 + ["b"] * 10)
+IDS = np.arange(20).astype(str)
 
 
 def _run(
@@ -21,7 +22,7 @@ def _run(
         "name": f"{acquisition}{seed}-{budget}", "seed": seed, "budget": budget, "acquisition": acquisition,
         "split": split, "params": {"eval.split": split, "stage2.mode": "weight", **params},
         "seeds": {"warmup": seed, "signals": seed, "stage2": seed}, "teacher_usd": budget / 100,
-        "baseline": "ft", "accuracy": acc, "correct": correct, "tasks": TASKS,
+        "baseline": "ft", "accuracy": acc, "correct": correct, "tasks": TASKS, "ids": IDS,
     }  # fmt: skip
 
 
@@ -62,3 +63,63 @@ def test_curve_uses_only_seeds_run_at_every_budget_and_pairs_active_with_its_twi
     assert "| ft | 1 | 50.0 | 55.0 | +10.0%" in text
     assert [row["changed"] for row in result["tuning"]] == [{}, {"stage2.mode": "filter"}]
     assert "| random0-96 | stage2.mode=filter | 90.0 | 80.0 |" in text
+
+
+def _seed_runs(diffs: list[float], copies_of_one: bool = False) -> list[dict[str, Any]]:
+    """Runs whose ta_loop beats ft by ``diffs`` (one run per seed) on the same 20 items."""
+    runs = []
+    for seed, d in enumerate(diffs):
+        ft = np.zeros(20)
+        ft[:8] = 1  # 40%
+        ta = ft.copy()
+        ta[8 : 8 + round(d * 20)] = 1
+        runs.append(
+            {
+                **_run(seed, 96, "random", {"ft": 0.4, "ta_loop": 0.4 + d}),
+                "correct": {"ft": ft, "ta_loop": ta},
+            }
+        )
+    return runs
+
+
+def test_compare_spans_the_seed_t_interval_and_states_its_mde() -> None:
+    result = study.compare(_seed_runs([0.05, 0.10, 0.15]), "ta_loop", "ft")
+    se = 0.05 / np.sqrt(3)
+    assert result["diff"] == pytest.approx(0.10)
+    assert result["diff_t_ci"] == pytest.approx([0.10 - 4.302653 * se, 0.10 + 4.302653 * se], abs=1e-6)
+    assert result["diff_ci"][0] <= result["diff_t_ci"][0] and result["diff_ci"][1] >= result["diff_t_ci"][1]
+    assert result["mde"] == pytest.approx((4.302653 + 1.060660) * se, abs=1e-6)
+    assert result["mean_relative_improvement"] == pytest.approx(0.10 / 0.40)
+
+
+def test_seeds_on_shared_items_do_not_narrow_the_interval_as_fresh_items_would() -> None:
+    # Three identical seeds carry no more information about the test items than one: the joint
+    # bootstrap must give (about) the one-seed interval, not one sqrt(3) times narrower.
+    one = study.compare(_seed_runs([0.15]), "ta_loop", "ft")
+    three = study.compare(_seed_runs([0.15] * 3), "ta_loop", "ft")
+    width = lambda c: c["diff_bootstrap_ci"][1] - c["diff_bootstrap_ci"][0]  # noqa: E731
+    assert width(one) > 0.1
+    assert width(three) == pytest.approx(width(one), rel=0.15)
+    assert (
+        three["diff_t_ci"] == pytest.approx([0.15, 0.15]) and three["diff_ci"] == three["diff_bootstrap_ci"]
+    )
+    assert one["mde"] is None and one["diff_t_ci"] == [None, None]
+
+
+def test_compare_refuses_runs_evaluated_on_different_items() -> None:
+    runs = _seed_runs([0.05, 0.10])
+    runs[1]["ids"] = np.arange(1, 21).astype(str)
+    with pytest.raises(ValueError, match="share their test items"):
+        study.compare(runs, "ta_loop", "ft")
+
+
+def test_recovery_ratio_is_the_share_of_the_oracles_gain() -> None:
+    runs = _seed_runs([0.10, 0.10])
+    for r in runs:
+        oracle = r["correct"]["ft"].copy()
+        oracle[8:12] = 1  # +20 points
+        r["correct"]["oracle"] = oracle
+        r["accuracy"]["oracle"] = 0.6
+    result = study.recovery(runs, "ta_loop", "ft", "oracle")
+    assert result["ratio"] == pytest.approx(0.5) and result["oracle_gain"] == pytest.approx(0.2)
+    assert result["ci_low"] <= 0.5 <= result["ci_high"]

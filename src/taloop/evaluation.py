@@ -9,7 +9,7 @@ from typing import Any
 
 from taloop.config import Params
 from taloop.generation import complete, task_answered
-from taloop.metrics import bootstrap_ci, paired_comparison
+from taloop.metrics import bootstrap_ci, paired_comparison, wilson_interval
 from taloop.tasks.base import Example, Task
 from taloop.tasks.prompts import render
 
@@ -34,6 +34,11 @@ def predict(
     return rows
 
 
+def _task_accuracy(correct: Sequence[bool]) -> dict[str, float]:
+    lo, hi = wilson_interval(sum(correct), len(correct))
+    return {"accuracy": sum(correct) / len(correct), "n": len(correct), "ci_low": lo, "ci_high": hi}
+
+
 def summarise(
     params: Params, variant: str, rows: Sequence[dict[str, Any]], baseline: Sequence[dict[str, Any]] | None
 ) -> dict[str, Any]:
@@ -54,12 +59,12 @@ def summarise(
         "accuracy": sum(correct) / len(correct),
         "ci_low": lo,
         "ci_high": hi,
-        "per_task": {t: sum(v) / len(v) for t, v in sorted(by_task.items())},
+        "per_task": {t: _task_accuracy(v) for t, v in sorted(by_task.items())},
         "unparsable": sum(r["answer"] is None for r in rows),
         "baseline": params.baseline,
     }
     if baseline is None:  # the baseline itself
-        out["vs_baseline"] = {"diff": 0.0, "relative_improvement": 0.0, "p_value": 1.0}
+        out["vs_baseline"] = {"diff": 0.0, "relative_improvement": 0.0, "p_value": 1.0, "mde": None}
         return out
     if [r["id"] for r in baseline] != [r["id"] for r in rows]:
         raise ValueError(f"{variant} and {params.baseline} were evaluated on different test items")

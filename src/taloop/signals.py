@@ -35,11 +35,12 @@ from tqdm import tqdm
 # The measures are listed in the params schema (ta.scorer names them), which must not import
 # torch; this module re-exports them.
 from taloop.config import TA_MEASURES
+from taloop.loss import WeightedCollator, scored_positions
 from taloop.profiling import phase
 from taloop.tasks.answers import _NUMBER, _YES_NO, final_answer_span, normalize_number
 from taloop.tasks.prompts import render
 from taloop.teachers.rationales import _OPPOSITE
-from taloop.training import TrainExample, WeightedCollator, chat_prompt, encode, scored_positions
+from taloop.training import TrainExample, chat_prompt, encode
 
 log = logging.getLogger(__name__)
 

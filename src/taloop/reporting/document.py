@@ -39,6 +39,10 @@ def _acc(x: float) -> str:
     return f"{100 * x:.1f}"
 
 
+def _task_cell(task: Mapping[str, float]) -> str:
+    return f"{_acc(task['accuracy'])} [{_acc(task['ci_low'])}, {_acc(task['ci_high'])}]"
+
+
 def usd(x: float) -> str:
     return f"${x:.4f}"
 
@@ -90,35 +94,45 @@ def run_card_table(run: Mapping[str, Any], teacher_accuracy: float | None) -> st
 
 
 def ablation_table(summary: Mapping[str, Any]) -> str:
+    """Per variant: accuracy per task with its n and 95% Wilson interval, overall accuracy with
+    its bootstrap CI, the change against the baseline with its CI, the exact McNemar p, and
+    the minimum detectable effect (80% power) of that comparison."""
     base = summary["baseline"]
     variants = summary["variants"]
-    tasks = sorted(next(iter(variants.values()))["per_task"])
+    first = next(iter(variants.values()))["per_task"]
+    tasks = sorted(first)
     rows = []
     for name, v in variants.items():
         if name == base:
-            rel, p = "(baseline)", ""
-        elif v["relative_improvement"] is None:
-            rel, p = "undefined (baseline at 0%)", f"{v['p_value']:.3f}"
+            rel, p, mde = "(baseline)", "", ""
         else:
-            ci = (
-                f" ({pct(v['relative_ci_low'])} to {pct(v['relative_ci_high'])})"
-                if v["relative_ci_low"] is not None
-                else ""
-            )
-            rel, p = pct(v["relative_improvement"]) + ci, f"{v['p_value']:.3f}"
+            mde = "none detectable" if v["mde"] is None else f"{_acc(v['mde'])} points"
+            if v["mde_relative"] is not None:
+                mde += f" ({pct(v['mde_relative'])})"
+            if v["relative_improvement"] is None:
+                rel, p = "undefined (baseline at 0%)", f"{v['p_value']:.3f}"
+            else:
+                ci = (
+                    f" ({pct(v['relative_ci_low'])} to {pct(v['relative_ci_high'])})"
+                    if v["relative_ci_low"] is not None
+                    else ""
+                )
+                rel, p = pct(v["relative_improvement"]) + ci, f"{v['p_value']:.3f}"
         label = f"{name} (uses gold)" if v["uses_gold"] else name
         rows.append([
-            label, *(_acc(v["per_task"][t]) for t in tasks), _acc(v["accuracy"]), f"{v['correct']}/{v['n']}",
-            f"{_acc(v['ci_low'])} to {_acc(v['ci_high'])}", rel, p, usd(v["teacher_usd"]),
+            label, *(_task_cell(v["per_task"][t]) for t in tasks), _acc(v["accuracy"]),
+            f"{v['correct']}/{v['n']}", f"{_acc(v['ci_low'])} to {_acc(v['ci_high'])}", rel, p, mde,
+            usd(v["teacher_usd"]),
         ])  # fmt: skip
     header = [
         "variant",
-        *tasks,
+        *(f"{t} (n={first[t]['n']})" for t in tasks),
         "mean",
         "correct",
         "95% CI",
         f"relative vs {base} (95% CI)",
         "p",
+        "MDE (80% power)",
         "teacher USD",
     ]
     return table(header, rows)

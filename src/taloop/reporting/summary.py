@@ -80,6 +80,8 @@ def variant_row(metrics: Mapping[str, Any], teacher_usd: float) -> dict[str, Any
         "relative_ci_low": cmp.get("relative_ci_low"),
         "relative_ci_high": cmp.get("relative_ci_high"),
         "p_value": cmp["p_value"],
+        "mde": cmp.get("mde"),
+        "mde_relative": cmp.get("mde_relative"),
         "teacher_usd": teacher_usd,
     }
 

@@ -26,6 +26,17 @@ def significant(cmp: Mapping[str, Any], alpha: float = ALPHA) -> bool:
     return cmp["p_value"] < alpha and excludes_zero
 
 
+def _detectable(cmp: Mapping[str, Any]) -> str:
+    """What this comparison could have seen: its minimum detectable effect at 80% power."""
+    mde = cmp["mde"]
+    if mde is None:
+        return "On these items no difference is detectable with 80% power."
+    return (
+        f"The smallest difference these items detect with 80% power is {pct(mde)} points"
+        f" (minimum detectable effect at the observed {pct(cmp['discordant'])} disagreement)."
+    )
+
+
 def verdict(variant: str, baseline: str, cmp: Mapping[str, Any], uses_gold: bool = False) -> str:
     """One sentence (two for gold-using variants) on ``variant`` against ``baseline``."""
     rel = cmp.get("relative_improvement")
@@ -47,6 +58,7 @@ def verdict(variant: str, baseline: str, cmp: Mapping[str, Any], uses_gold: bool
             text += f"significant at the {pct(ALPHA, 0)} level."
         else:
             text += f"not significant at the {pct(ALPHA, 0)} level: this test set cannot tell them apart."
+    text += " " + _detectable(cmp)
     if uses_gold:
         text += " It filters by gold answers, so it is a diagnostic upper bound, not a usable method."
     return text
