@@ -5,6 +5,8 @@ earlier revision.
     python benchmarks/run.py [--profile NAME] [--set key=value ...] [--out benchmarks/results.json]
     python benchmarks/run.py --baseline-rev REV     # also time REV's code, stage by stage alongside
     python benchmarks/run.py --readme      # only rewrite the README table from results.json
+    python benchmarks/run.py --baseline-rev REV --eval-repeats 3   # evaluate stages 4x, medians
+    python benchmarks/run.py --repeat-in WORKDIR --eval-repeats 3  # the same, after a --workdir run
 
 Runs `dvc repro -s <stage>` for each stage in order, in a fresh copy of the repository with
 an empty teacher cache (so nothing is reused from earlier runs), polling the resident memory
@@ -42,6 +44,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
+import numpy as np
 import psutil
 import yaml
 
@@ -206,12 +209,18 @@ class Copy(NamedTuple):
 def make_copy(root: Path, name: str, rev: str | None, profile: str | None, overrides: list[str]) -> Copy:
     """A repository copy in ``root``/repo with its teacher cache in ``root``/cache: the working
     tree (``rev`` None) or what ``rev`` would ship."""
-    repo = copy_repo(root / "repo", profile, overrides_dict(overrides), rev=rev)
+    copy_repo(root / "repo", profile, overrides_dict(overrides), rev=rev)
     if rev is None:
         status = _git(REPO, "status", "--porcelain")
         revision = {"commit": _git(REPO, "rev-parse", "HEAD"), "uncommitted_changes": bool(status)}
     else:
         revision = {"commit": _git(REPO, "rev-parse", f"{rev}^{{commit}}"), "uncommitted_changes": False}
+    return open_copy(root, name, revision)
+
+
+def open_copy(root: Path, name: str, revision: dict[str, Any]) -> Copy:
+    """The copy in ``root`` (made by :func:`make_copy`) ready to run stages."""
+    repo = root / "repo"
     # The copy's own source, not the editable install: editing the checkout during a
     # half-hour run must not change the code the later stages run.
     env = dict(_env(), TALOOP_CACHE_DIR=str(root / "cache"), PYTHONPATH=str(repo / "src"))
@@ -219,6 +228,32 @@ def make_copy(root: Path, name: str, rev: str | None, profile: str | None, overr
         ["dvc", "stage", "list", "--name-only"], cwd=repo, env=env, capture_output=True, text=True, check=True
     ).stdout.split()
     return Copy(name, repo, env, root / "profiles", revision, stages)
+
+
+def repeat_evaluations(
+    copies: Sequence[Copy], first: Sequence[Mapping[str, Any]], repeats: int
+) -> dict[str, Any]:
+    """Each evaluate stage run ``repeats`` more times in every copy (``dvc repro -f``, on the
+    models the pipeline trained), the copies alternating which goes first, and the median of
+    all its runs (the first included) per copy. One run of a 20-second stage moves by a third
+    when the machine is busy for a moment; the median of several alternated runs does not."""
+    stages = [s for s in copies[0].stages if s.startswith("evaluate")]
+    seconds = {s: [[first[i][s]["seconds"]] for i in range(len(copies))] for s in stages}
+    for n in range(repeats):
+        for stage in stages:
+            order = range(len(copies)) if n % 2 else reversed(range(len(copies)))
+            for i in order:
+                seconds[stage][i].append(copies[i].run(stage, "-f", label=f"-repeat{n + 1}")["seconds"])
+    out = {}
+    for stage, runs in seconds.items():
+        medians = [float(np.median(r)) for r in runs]
+        out[stage] = {
+            "seconds": {c.name: r for c, r in zip(copies, runs, strict=True)},
+            "median_seconds": {c.name: m for c, m in zip(copies, medians, strict=True)},
+        }
+        if len(copies) == 2:
+            out[stage]["speedup_of_medians"] = medians[1] / medians[0]
+    return {"repeats": repeats, "stages": out}
 
 
 def run_order(stage_lists: Sequence[Sequence[str]]) -> list[tuple[int, str]]:
@@ -341,10 +376,12 @@ def benchmark(
     keep: Path | None = None,
     workdir: Path | None = None,
     baseline_rev: str | None = None,
+    eval_repeats: int = 0,
 ) -> dict[str, Any]:
-    """``workdir``: run there and leave the repository copy (models, DVC cache) and its teacher
-    cache behind (repo/, cache/; the baseline's under baseline/), e.g. to run `dvc exp run`
-    variations on top; default: a temporary directory."""
+    """``eval_repeats``: see :func:`repeat_evaluations`. ``workdir``: run there and leave the
+    repository copy (models, DVC cache) and its teacher cache behind (repo/, cache/; the
+    baseline's under baseline/), e.g. to run `dvc exp run` variations on top; default: a
+    temporary directory."""
     with _workspace(workdir) as tmp:
         copies = [make_copy(tmp, "this", None, profile, overrides)]
         if baseline_rev is not None:
@@ -366,6 +403,8 @@ def benchmark(
             for c, r, rerun, first in zip(copies, results, reruns, firsts, strict=True)
         ]
         out: dict[str, Any] = {}
+        if eval_repeats:
+            out["evaluation_repeats"] = repeat_evaluations(copies, results, eval_repeats)
         if baseline_rev is not None:
             this, base = copies
             out = {
@@ -470,6 +509,7 @@ def comparison_table(results: dict[str, Any]) -> str:
             f"| {items[0]} | {items[1]} | {_times(ratios['items_per_stage_s'])} "
             f"| {_times(ratios['items_per_generation_s'])} |"
         )
+    lines += _repeats_table(results, old, new)
     lines += [
         "",
         f"Both revisions ran on this machine in one benchmark, {results['run_order']}. Speed-up: "
@@ -489,6 +529,27 @@ def comparison_table(results: dict[str, Any]) -> str:
         lines.append("The new code de-quantised its GGUF models: the machine's model cache was empty.")
     lines += ["", f"New code: {_cache_line(results['cache'])}"]
     return "\n".join(lines)
+
+
+def _repeats_table(results: Mapping[str, Any], old: str, new: str) -> list[str]:
+    repeats = results.get("evaluation_repeats")
+    if not repeats or "baseline" not in results:
+        return []
+    lines = [
+        "",
+        f"Evaluate stages run {repeats['repeats'] + 1} times each, alternated (median wall time):",
+        "",
+        f"| stage | {old}, median | {new}, median | speed-up of medians "
+        f"| every run, {old} | every run, {new} |",
+        "|---|---|---|---|---|---|",
+    ]
+    for stage, r in repeats["stages"].items():
+        runs = [" / ".join(f"{x:.1f}" for x in r["seconds"][c]) for c in ("baseline", "this")]
+        lines.append(
+            f"| {stage} | {r['median_seconds']['baseline']:.1f} s | {r['median_seconds']['this']:.1f} s "
+            f"| {_times(r['speedup_of_medians'])} | {runs[0]} | {runs[1]} |"
+        )
+    return lines
 
 
 def write_readme(results: dict[str, Any]) -> None:
@@ -516,13 +577,37 @@ def main() -> None:
         help="also run what git revision REV would ship, alternating stage by stage, and report speed-ups",
     )
     parser.add_argument(
+        "--eval-repeats",
+        type=int,
+        default=0,
+        metavar="N",
+        help="then run every evaluate stage N more times per copy, alternated, and report medians",
+    )
+    parser.add_argument(
+        "--repeat-in",
+        type=Path,
+        metavar="WORKDIR",
+        help="only the --eval-repeats runs, in the --workdir of the run that wrote --out, added to it",
+    )
+    parser.add_argument(
         "--readme",
         action="store_true",
         help="only regenerate the README table (from benchmarks/results.json)",
     )
     args = parser.parse_args()
-    if not args.readme:
-        results = benchmark(args.set, args.profile, args.keep, args.workdir, args.baseline_rev)
+    if args.repeat_in is not None:
+        results = json.loads(args.out.read_text())
+        copies = [open_copy(args.repeat_in, "this", results["rev"])]
+        firsts = [results["stages"]]
+        if "baseline" in results:
+            copies.append(open_copy(args.repeat_in / "baseline", "baseline", results["baseline"]["rev"]))
+            firsts.append(results["baseline"]["stages"])
+        results["evaluation_repeats"] = repeat_evaluations(copies, firsts, args.eval_repeats)
+        args.out.write_text(json.dumps(results, indent=2) + "\n")
+    elif not args.readme:
+        results = benchmark(
+            args.set, args.profile, args.keep, args.workdir, args.baseline_rev, args.eval_repeats
+        )
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     # The README shows the committed default run only, not a study run written elsewhere.
     if args.out.resolve() == RESULTS.resolve():

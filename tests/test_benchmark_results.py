@@ -228,3 +228,35 @@ def test_copy_revision_ships_the_revisions_tree_without_its_lock(tmp_path: Path)
     assert params["student"]["model"] == "tiny-random" and params["budget"]["queries"] == 8
     assert _git(dest, "status", "--porcelain") == ""
     assert _git(dest, "log", "--format=%s") == f"copy of {old}"
+
+
+class _ScriptedCopy:
+    """Stands in for a benchmark Copy: each run of a stage takes the next scripted time."""
+
+    def __init__(self, name: str, times: list[float], order: list[str]) -> None:
+        self.name, self.times, self.order, self.calls = name, list(times), order, []
+        self.stages = ["warmup", "evaluate_baseline"]
+
+    def run(self, stage: str, *extra: str, label: str = "") -> dict[str, Any]:
+        self.order.append(self.name)
+        self.calls.append((stage, extra, label))
+        return {"seconds": self.times.pop(0)}
+
+
+def test_repeated_evaluations_alternate_and_compare_medians(compared: dict[str, Any]) -> None:
+    order: list[str] = []
+    new = _ScriptedCopy("this", [19.0, 30.0, 20.0], order)
+    old = _ScriptedCopy("baseline", [41.0, 40.0, 39.0], order)
+    first = [{"evaluate_baseline": {"seconds": 21.0}}, {"evaluate_baseline": {"seconds": 44.0}}]
+    result = bench.repeat_evaluations([new, old], first, repeats=3)
+    assert order == ["baseline", "this", "this", "baseline", "baseline", "this"]  # who goes first alternates
+    assert new.calls == [("evaluate_baseline", ("-f",), f"-repeat{n}") for n in (1, 2, 3)]
+    stage = result["stages"]["evaluate_baseline"]
+    assert stage["seconds"] == {"this": [21.0, 19.0, 30.0, 20.0], "baseline": [44.0, 41.0, 40.0, 39.0]}
+    assert stage["median_seconds"] == {"this": 20.5, "baseline": 40.5}  # the 30 s outlier moves nothing
+    assert stage["speedup_of_medians"] == pytest.approx(40.5 / 20.5)
+    table = bench.readme_table({**compared, "evaluation_repeats": result})
+    assert "Evaluate stages run 4 times each, alternated (median wall time):" in table
+    row = "| evaluate_baseline | 40.5 s | 20.5 s | 1.98x | 44.0 / 41.0 / 40.0 / 39.0 "
+    row += "| 21.0 / 19.0 / 30.0 / 20.0 |"
+    assert row in table
