@@ -146,7 +146,7 @@ def _comments(text: str) -> list[str]:
     return [line[line.index("#") :] for line in text.splitlines() if "#" in line]
 
 
-@pytest.mark.parametrize("profile", ["test", "paper"])
+@pytest.mark.parametrize("profile", ["test", "paper", "study"])
 def test_profile_keeps_comments_and_key_order(profile: str, tmp_path: Path) -> None:
     original_text = (REPO / "params.yaml").read_text()
     target = tmp_path / "params.yaml"
