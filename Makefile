@@ -1,6 +1,6 @@
 # `make run`  : set up (once) and run the pipeline on params.yaml (`dvc repro`)
 # `make test` : set up (once) and run the test suite
-# `make mutation`: mutation score of the core modules -> benchmarks/results/mutation.json (about an hour on 2 cores)
+# `make mutation`: mutation score of the core modules -> benchmarks/results/mutation.json (about 30 minutes on 2 cores)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.taloop-setup

@@ -48,7 +48,9 @@ def statuses(mutants: Path) -> dict[str, dict[str, str]]:
 
 
 def diff(name: str) -> str:
-    shown = subprocess.run(["mutmut", "show", name], cwd=REPO, capture_output=True, text=True, check=True)
+    shown = subprocess.run(
+        [sys.executable, "-m", "mutmut", "show", name], cwd=REPO, capture_output=True, text=True, check=True
+    )
     return shown.stdout.split("\n", 1)[-1].strip()
 
 

@@ -198,9 +198,18 @@ def test_ledger_reserves_before_and_settles_after() -> None:
 def test_queued_experiments_share_the_repository_cache(tmp_path: Path) -> None:
     (tmp_path / ".dvc").mkdir()
     temp_workspace = tmp_path / ".dvc" / "tmp" / "exps" / "tmpabc123"
-    temp_workspace.mkdir(parents=True)
+    # a DVC temp workspace is a checkout of its own, with its own .dvc and .git: only its
+    # place under .dvc/tmp/exps tells it from the user's repository
+    (temp_workspace / ".dvc").mkdir(parents=True)
+    (temp_workspace / ".git").write_text("gitdir: ../../../../.git\n")
     assert repo_root(temp_workspace) == tmp_path
+    assert repo_root(temp_workspace / "src") == tmp_path
     assert repo_root(tmp_path / ".dvc") == tmp_path
+    # a git repository without DVC (yet) is a root too
+    plain = tmp_path / "elsewhere" / "plain"
+    (plain / ".git").mkdir(parents=True)
+    (plain / "sub").mkdir()
+    assert repo_root(plain / "sub") == plain
 
 
 def test_a_local_transformers_teacher_buys_through_the_same_path(setup) -> None:

@@ -23,6 +23,8 @@ NOT_PINNED = {
     "torch": "installed separately",
     # generation.backend: vllm, installed by hand on GPU machines; imported only when chosen
     "vllm": "optional GPU backend",
+    # only benchmarks/mutation.py reads its results; `make mutation` installs it, pinned there
+    "mutmut": "installed by make mutation",
 }
 # benchmarks/ reuse tests/pipeline.py
 LOCAL = {"taloop", "tests"}
