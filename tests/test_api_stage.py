@@ -4,6 +4,7 @@ keys never written anywhere, and `taloop estimate` sending nothing."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -122,3 +123,21 @@ def test_final_failures_exit_non_zero_and_keep_what_was_bought(
     )
     cached = len(ReplyCache(isolated_cache))
     assert 0 < cached == len(api.ledger.billed) < 24
+
+
+def test_a_prompt_training_would_refuse_is_refused_before_any_request(tmp_path: Path, monkeypatch) -> None:
+    # 40 tokens hold the chat template but no task question, so every planned prompt is refused.
+    monkeypatch.setenv("OPENAI_API_KEY", FAKE_KEY)
+    with FakeAPI() as api:
+        repo = _openai_repo(tmp_path / "repo", api)
+        params = yaml.safe_load((repo / "params.yaml").read_text())
+        params["student"]["max_length"] = 40
+        (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+        train_ids = {row["id"] for row in read_jsonl(repo / "data/prepared/train.jsonl")}
+        result = _collect(repo)
+    assert result.returncode != 0
+    assert "cannot be trained on, nothing was bought" in result.stderr
+    assert "student.max_length" in result.stderr
+    named = re.findall(r"question (\S+) \(prompt", result.stderr)
+    assert len(named) == 3 and set(named) <= train_ids
+    assert api.ledger.requests == 0 and not (repo / "data/teacher").exists()

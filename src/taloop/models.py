@@ -152,13 +152,19 @@ def load_tokenizer(name: str) -> Any:
     return AutoTokenizer.from_pretrained(cached_dir(user_cache_dir() / "tokenizers" / name, extract))
 
 
+def student_tokenizer(name: str) -> Any:
+    """The tokenizer of student ``name`` without loading its weights (the tiny test model
+    shares SmolLM2's)."""
+    return load_tokenizer("smollm2-135m-instruct" if name == TINY_RANDOM else name)
+
+
 def _tiny_random() -> tuple[Any, Any]:
     """A 2-layer Llama with random weights, built from a config in-process (tests, smoke runs).
     It shares the SmolLM2 tokenizer so prompts and chat templates behave like the real student."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    tok = load_tokenizer("smollm2-135m-instruct")
+    tok = student_tokenizer(TINY_RANDOM)
     config = LlamaConfig(
         vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,

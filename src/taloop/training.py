@@ -64,22 +64,29 @@ class PromptTooLongError(ValueError):
     """A prompt leaves no room for its completion within the token limit."""
 
 
+def prompt_ids(tok: Any, prompt: str, max_length: int, name: str) -> list[int]:
+    """``prompt``'s tokens in the chat format. A prompt that fills ``max_length`` by itself
+    would leave nothing of its completion to score, so it raises :class:`PromptTooLongError`
+    naming it (``name``: which example, in the caller's words)."""
+    ids = tok(chat_prompt(tok, prompt), add_special_tokens=False).input_ids
+    if len(ids) >= max_length:
+        raise PromptTooLongError(
+            f"{name} (prompt {prompt[:60]!r}...) has {len(ids)} prompt tokens, which leaves none of "
+            f"its completion within the limit of {max_length} (student.max_length when training); "
+            "raise the limit or shorten the task's questions"
+        )
+    return ids
+
+
 def encode(tok: Any, examples: Sequence[TrainExample], max_length: int) -> list[dict[str, Any]]:
     """Token ids, loss labels (prompt tokens -100) and weight of each example, cut at
-    ``max_length`` tokens. A prompt that fills ``max_length`` by itself would leave nothing to
-    score, so it raises :class:`PromptTooLongError` naming the example, before any training."""
+    ``max_length`` tokens; :class:`PromptTooLongError` for a prompt that leaves no room."""
     rows = []
     for n, ex in enumerate(examples):
-        prompt_ids = tok(chat_prompt(tok, ex.prompt), add_special_tokens=False).input_ids
-        if len(prompt_ids) >= max_length:
-            raise PromptTooLongError(
-                f"example {n} (prompt {ex.prompt[:60]!r}...) has {len(prompt_ids)} prompt tokens, which "
-                f"leaves none of its completion within the limit of {max_length} (student.max_length "
-                "when training); raise the limit or shorten the task's questions"
-            )
+        prompt = prompt_ids(tok, ex.prompt, max_length, f"example {n}")
         completion_ids = tok(ex.completion + (tok.eos_token or ""), add_special_tokens=False).input_ids
-        input_ids = (prompt_ids + completion_ids)[:max_length]
-        labels = ([-100] * len(prompt_ids) + completion_ids)[:max_length]
+        input_ids = (prompt + completion_ids)[:max_length]
+        labels = ([-100] * len(prompt) + completion_ids)[:max_length]
         rows.append(
             {"input_ids": input_ids, "labels": labels, "weight": float(ex.weight), "length": len(input_ids)}
         )

@@ -19,7 +19,7 @@ from taloop.profiling import phase
 from taloop.scoring import question_signals, ta_measure_name
 from taloop.teachers.budget import Ledger
 from taloop.teachers.cache import ReplyCache, default_cache_dir
-from taloop.teachers.collect import collect_or_exit, teacher_or_exit
+from taloop.teachers.collect import check_trainable, collect_or_exit, teacher_or_exit
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +44,7 @@ def main() -> None:
     log.info("sureness: self-consistency and the within-task rank of the TA's %s", measure)
     sure = sureness_by_question(scored, signals, f"ta_student_{measure}")
     planned = choose(params, teacher, scored, sure, quotas)
+    check_trainable("acquire", params, planned)
     usd_cap = params.budget.usd
     if usd_cap is not None:  # one cap for both purchases
         usd_cap -= read_json(paths.TEACHER_METRICS)["usd_spent"]

@@ -10,7 +10,7 @@ from taloop.io import write_json, write_jsonl
 from taloop.manifest import build_manifest
 from taloop.profiling import phase
 from taloop.teachers.cache import ReplyCache, default_cache_dir
-from taloop.teachers.collect import collect_or_exit, teacher_or_exit
+from taloop.teachers.collect import check_trainable, collect_or_exit, teacher_or_exit
 
 
 def main() -> None:
@@ -18,6 +18,7 @@ def main() -> None:
     params = load_params(paths.PARAMS)
     teacher = teacher_or_exit("collect_teacher", params)
     planned = upfront_plan(params, data.examples("train"), teacher)
+    check_trainable("collect_teacher", params, planned)
     cache = ReplyCache(default_cache_dir())
     with phase("teacher_collect"):
         result, metrics = collect_or_exit(

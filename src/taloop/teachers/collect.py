@@ -93,6 +93,28 @@ def check_cache_only(planned: list[PlannedQuery], cache: ReplyCache) -> None:
         )
 
 
+def check_trainable(stage: str, params: Params, planned: list[PlannedQuery]) -> None:
+    """Exit before anything is bought when a planned prompt leaves no room for a reply within
+    student.max_length: training would refuse it, so its reply would be money spent for nothing.
+    Counted with the student's tokenizer, as training counts."""
+    from taloop.models import student_tokenizer
+    from taloop.training import PromptTooLongError, prompt_ids
+
+    tok = student_tokenizer(params.student.model)
+    refused = []
+    for request in {q.request.example.id: q.request for q in planned}.values():
+        try:
+            prompt_ids(tok, request.prompt, params.student.max_length, f"question {request.example.id}")
+        except PromptTooLongError as err:
+            refused.append(str(err))
+    if refused:
+        more = f" (and {len(refused) - 3} more)" if len(refused) > 3 else ""
+        raise SystemExit(
+            f"{stage}: {len(refused)} planned questions cannot be trained on, nothing was bought: "
+            f"{'; '.join(refused[:3])}{more}"
+        )
+
+
 def reply_row(params: Params, query: PlannedQuery, reply: TeacherReply, task: Task, teacher: Teacher) -> dict:
     ex = query.request.example
     answer = task.extract(reply.text)
