@@ -202,3 +202,91 @@ def test_error_probability_does_not_track_the_gold_answer(raw_params: dict[str, 
     in_group = fmean(p for p, g in zip(probability, groups, strict=True) if g)
     rest = fmean(p for p, g in zip(probability, groups, strict=True) if not g)
     assert abs(in_group - rest) <= 0.05, (in_group, rest)
+
+
+# --- error_mode: systematic ----------------------------------------------------------------
+
+
+def _spot(ex: Example) -> bool:
+    return WRITERS[ex.task].blind_spot(ex)
+
+
+@pytest.mark.parametrize("rate", [0.1, 0.3, 0.5])
+def test_systematic_error_probabilities_average_to_the_setting(items: list[Example], rate: float) -> None:
+    # The blind spot's share is measured on a reference sample, not on these items: 3 points.
+    teacher = _teacher(error_rate=rate, error_mode="systematic")
+    probabilities = [teacher.item_error_probability(ex) for ex in items]
+    assert abs(fmean(probabilities) - rate) < 0.03
+    assert all(0 <= p <= 1 for p in probabilities)
+
+
+def test_systematic_errors_fill_the_blind_spot_first(default_items: list[Example]) -> None:
+    configs = {n: s.config for n, s in load_params(REPO / "params.yaml").data.tasks.items()}
+    shares = {task: fmean(_spot(ex) for ex in default_items if ex.task == task) for task in configs}
+    assert all(0.1 < share < 0.6 for share in shares.values()), shares  # a sub-type, not all or none
+    low = _judged(_teacher(configs, error_rate=0.05, error_mode="systematic"), default_items)
+    assert all(_spot(ex) for ex, _, ok in low if not ok)
+    assert any(not ok for _, _, ok in low)
+    high = _judged(_teacher(configs, error_rate=0.5, error_mode="systematic"), default_items)
+    for ex, reply, ok in high:
+        if _spot(ex):
+            assert not ok and reply.meta["simulated_error"].startswith("blind_spot:"), reply.text
+    outside = [ok for ex, _, ok in high if not _spot(ex)]
+    assert 0 < sum(not ok for ok in outside) < len(outside)  # the rest of the errors, at random
+
+
+def _answer(reply: Any) -> str:
+    return reply.text.rsplit("The answer is ", 1)[1].rstrip(".")
+
+
+def test_each_blind_spot_applies_one_wrong_rule(items: list[Example]) -> None:
+    from reasoning_gym.arithmetic.leg_counting import ANIMALS
+
+    teacher = _teacher(error_rate=1.0, error_mode="systematic")
+    seen = Counter()
+    for ex in filter(_spot, items):
+        reply = _ask(teacher, ex)
+        answer, kind = _answer(reply), reply.meta["simulated_error"]
+        seen[kind] += 1
+        if ex.task == "leg_counting":
+            insects = {a: n for a, n in ex.meta["animals"].items() if ANIMALS[a] == 6}
+            assert all(re.search(rf"{a} has 8 legs", reply.text) for a in insects)
+            assert int(answer) == int(ex.gold) + 2 * sum(insects.values())
+        elif ex.task == "chain_sum":
+            lines = re.findall(r"^(-?\d+) ([-+]) (\d+) = (-?\d+)$", reply.text, re.M)
+            for a, op, b, c in lines:
+                a_, b_ = int(a), int(b)
+                exact = a_ + b_ if op == "+" else a_ - b_
+                carry = op == "+" and a_ >= 0 and a_ % 10 + b_ % 10 >= 10
+                assert int(c) == exact - 10 * carry, reply.text
+            assert int(c) == int(answer) and (int(ex.gold) - int(answer)) % 10 == 0 < int(ex.gold) - int(
+                answer
+            )
+        elif ex.task == "gsm_symbolic" and kind == "blind_spot:stopped_early":
+            steps = _EQUATION.findall(ex.meta["answer_cot"])
+            # Answers are written to 4 decimals.
+            assert abs(Fraction(answer) - _value(steps[-2][3])) < Fraction(1, 1000)
+            assert Fraction(answer) != Fraction(ex.gold)
+            assert len(_EQUATION.findall(reply.text)) == len(steps) - 1
+        elif ex.task == "syllogism":
+            assert answer.lower() != ex.gold.strip().lower()
+        elif ex.task == "family_relationships":
+            assert answer == {"mother": "daughter", "son": "father", "wife": "husband"}.get(ex.gold, answer)
+            assert answer != ex.gold
+    assert set(seen) == {
+        "blind_spot:insect_as_spider", "blind_spot:dropped_carry", "blind_spot:stopped_early",
+        "blind_spot:inversion_misread", "blind_spot:converse_relation",
+    }  # fmt: skip
+
+
+def test_a_blind_spot_holds_across_samples_of_a_question(items: list[Example]) -> None:
+    # Self-consistency over the teacher's samples cannot reveal a systematic mistake.
+    teacher = _teacher(error_rate=0.1, error_mode="systematic")
+    for ex in list(filter(_spot, items))[:60]:
+        assert len({_answer(_ask(teacher, ex, sample=s)) for s in range(3)}) == 1
+
+
+def test_the_error_mode_is_part_of_the_reply_cache_key(items: list[Example]) -> None:
+    random_mode, systematic = _teacher(), _teacher(error_mode="systematic")
+    assert random_mode.settings() != systematic.settings()
+    assert "error_mode" not in random_mode.settings()  # replies cached before the mode existed replay

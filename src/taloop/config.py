@@ -131,6 +131,11 @@ class TeacherConfig(_Section):
     prompt_template: str = Field("cot_v1", description="versioned prompt file under taloop/tasks/templates")
     seed: int = Field(0, description="seed of the simulated teacher's choices")
     error_rate: float = Field(0.2, ge=0, le=1, description="simulated teacher: share of wrong replies")
+    error_mode: Literal["random", "systematic"] = Field(
+        "random",
+        description="simulated teacher: random (mistakes of several kinds, more on harder items) or "
+        "systematic (one consistent wrong rule on a sub-type of each task's items, a blind spot)",
+    )
     max_tokens: int = Field(512, gt=0, description="reply length cap (also the cost upper bound)")
     temperature: float = Field(0.0, ge=0, le=2, description="sampling temperature")
     samples: int = Field(1, ge=1, description="replies bought per question")

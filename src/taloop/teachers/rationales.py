@@ -38,6 +38,16 @@ class Writer(Protocol):
 
     def write(self, ex: Example, wrong: bool, rng: random.Random) -> Rationale: ...
 
+    def blind_spot(self, ex: Example) -> bool:
+        """Whether ``ex`` is of the sub-type this task's systematic mistake applies to. Like
+        hardness, it reads the item's structure, not its gold answer."""
+        ...
+
+    def write_blind(self, ex: Example, rng: random.Random) -> Rationale:
+        """A wrong rationale by the task's one consistent wrong rule (``teacher.error_mode:
+        systematic``), for an item in its blind spot."""
+        ...
+
 
 def _finish(body: str, answer: str, error: str | None) -> Rationale:
     return Rationale(f"{body.rstrip()}\nThe answer is {answer}.", answer, error)
@@ -130,6 +140,10 @@ def propagate_slip(body: str, slip_at: int, rng: random.Random) -> tuple[str, di
     return "".join(out), subst
 
 
+# A chain this long is the sub-type the systematic teacher stops early on.
+GSM_LONG_CHAIN = 4
+
+
 class GSMWriter:
     def hardness(self, ex: Example) -> float:
         return 1.0 + len(_EQUATION.findall(ex.meta.get("answer_cot", "")))
@@ -155,6 +169,18 @@ class GSMWriter:
             body = body[: last.start()] + _fmt(wrong_value) + body[last.end() :]
         return _finish(body, _fmt(wrong_value), "arithmetic_slip")
 
+    def blind_spot(self, ex: Example) -> bool:
+        return len(_EQUATION.findall(ex.meta.get("answer_cot", ""))) >= GSM_LONG_CHAIN
+
+    def write_blind(self, ex: Example, rng: random.Random) -> Rationale:
+        """Stops one step early on a long chain: the answer is the next-to-last step's result."""
+        body = ex.meta["answer_cot"].rpartition("####")[0]
+        steps = list(_EQUATION.finditer(body))
+        early = _fmt(_value(steps[-2].group(4)))
+        if _value(early) == _value(ex.gold):  # the last step did not change the value
+            return self.write(ex, True, rng)
+        return _finish(f"{body[: steps[-2].end()]}.", early, "blind_spot:stopped_early")
+
 
 # --- chain_sum --------------------------------------------------------------------------
 
@@ -178,8 +204,45 @@ class ChainSumWriter:
             value = result  # later steps build on the (possibly slipped) running total
         return _finish("\n".join(lines), str(value), "arithmetic_slip" if wrong else None)
 
+    def blind_spot(self, ex: Example) -> bool:
+        tokens = ex.meta["expression"].split()
+        value = int(tokens[0])
+        for op, operand in zip(tokens[1::2], tokens[2::2], strict=True):
+            if _carries(value, op, int(operand)):
+                return True
+            value = value + int(operand) if op == "+" else value - int(operand)
+        return False
+
+    def write_blind(self, ex: Example, rng: random.Random) -> Rationale:
+        """Drops the carry out of the units of every addition that has one; each drop costs
+        10, so the answer is wrong from the first carry on."""
+        tokens = ex.meta["expression"].split()
+        value = int(tokens[0])
+        lines = ["Work from left to right:"]
+        for op, operand in zip(tokens[1::2], tokens[2::2], strict=True):
+            result = value + int(operand) if op == "+" else value - int(operand)
+            if _carries(value, op, int(operand)):
+                result -= 10
+            lines.append(f"{value} {op} {operand} = {result}")
+            value = result
+        return _finish("\n".join(lines), str(value), "blind_spot:dropped_carry")
+
+
+def _carries(value: int, op: str, operand: int) -> bool:
+    """An addition of non-negative numbers whose units digits sum past 9."""
+    return op == "+" and value >= 0 and operand >= 0 and value % 10 + operand % 10 >= 10
+
 
 # --- leg_counting -----------------------------------------------------------------------
+
+INSECT_LEGS = 6
+
+
+def _legs(animals: dict[str, int]) -> dict[str, int]:
+    from reasoning_gym.arithmetic.leg_counting import ANIMALS
+
+    return {a: ANIMALS[a] for a in animals}
+
 
 # Confusions a model plausibly makes about an animal's legs.
 _LEG_CONFUSIONS = {0: [2], 2: [4], 4: [2, 6], 6: [8, 4], 8: [6, 10], 10: [8], 14: [10, 12]}
@@ -191,16 +254,29 @@ class LegWriter:
         return len(animals) + math.log1p(sum(animals.values())) / 2
 
     def write(self, ex: Example, wrong: bool, rng: random.Random) -> Rationale:
-        from reasoning_gym.arithmetic.leg_counting import ANIMALS
-
         animals: dict[str, int] = ex.meta["animals"]
-        legs = {a: ANIMALS[a] for a in animals}
+        legs = _legs(animals)
         error = None
         if wrong:
             error = rng.choice(["miscounted_animal", "addition_slip"])
         if error == "miscounted_animal":
             victim = rng.choice(sorted(animals))
             legs[victim] = rng.choice(_LEG_CONFUSIONS.get(legs[victim], [legs[victim] + 2]))
+        return self._count(animals, legs, error, rng)
+
+    def blind_spot(self, ex: Example) -> bool:
+        return INSECT_LEGS in _legs(ex.meta["animals"]).values()
+
+    def write_blind(self, ex: Example, rng: random.Random) -> Rationale:
+        """Counts every insect with a spider's 8 legs."""
+        animals: dict[str, int] = ex.meta["animals"]
+        legs = {a: 8 if n == INSECT_LEGS else n for a, n in _legs(animals).items()}
+        return self._count(animals, legs, "blind_spot:insect_as_spider", rng)
+
+    @staticmethod
+    def _count(
+        animals: dict[str, int], legs: dict[str, int], error: str | None, rng: random.Random
+    ) -> Rationale:
         lines = ["Count the legs of each kind of animal, then add them up."]
         products = []
         for animal, count in animals.items():
@@ -246,6 +322,15 @@ class SyllogismWriter:
         step = rng.choice(_FOLLOWS if follows else _NOT_FOLLOWS).format(c=c)
         body = f"{premises}\nWe check whether '{c}' must be true.\n{step}"
         return _finish(body, "Yes" if follows else "No", "flipped_conclusion" if wrong else None)
+
+    def blind_spot(self, ex: Example) -> bool:
+        return ex.meta.get("type") == "inversion"
+
+    def write_blind(self, ex: Example, rng: random.Random) -> Rationale:
+        """Judges an inverted conclusion as if it were the premise's own direction: the
+        verdict comes out flipped every time."""
+        flipped = self.write(ex, True, rng)
+        return Rationale(flipped.text, flipped.answer, "blind_spot:inversion_misread")
 
 
 # --- family_relationships ---------------------------------------------------------------
@@ -318,6 +403,17 @@ class FamilyWriter:
         body = f"Trace the family ties from {p1} to {p2}:\n" + "\n".join(f"- {s}" for s in steps)
         body += f"\nSo, in the sense the question asks, {p1} and {p2} are related as {relation}."
         return _finish(body, relation, "wrong_relation" if wrong else None)
+
+    def blind_spot(self, ex: Example) -> bool:
+        story = ex.question.split("\n\n", 1)[0]
+        path = family_path(story, ex.meta["person1"], ex.meta["person2"])
+        return any("is married to" in step for step in path)
+
+    def write_blind(self, ex: Example, rng: random.Random) -> Rationale:
+        """Reads a tie through a marriage backwards: the converse relation (the wrong-relation
+        mistake, which takes the converse whenever there is one)."""
+        wrong = self.write(ex, True, rng)
+        return Rationale(wrong.text, wrong.answer, "blind_spot:converse_relation")
 
 
 WRITERS: dict[str, Writer] = {
