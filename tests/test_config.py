@@ -35,7 +35,10 @@ def test_repository_params_are_valid() -> None:
     assert params.budget.queries > 0
     assert len(params.data.tasks) == 4
     assert params.baseline == "ft" and {"two_stage", "ta_loop", "oracle"} <= set(params.compare)
-    assert len(params.variants) == 8
+    assert len(params.variants) == 9
+    one_stage_oracle = params.variants["oracle_one_stage"]  # ft's schedule, gold-filtered
+    assert one_stage_oracle.schedule == params.variants["ft"].schedule == "one_stage"
+    assert one_stage_oracle.gold_filter and not one_stage_oracle.signals
 
 
 BAD_VALUES = [

@@ -26,8 +26,8 @@ NOT_PINNED = {
     # only benchmarks/mutation.py reads its results; `make mutation` installs it, pinned there
     "mutmut": "installed by make mutation",
 }
-# benchmarks/ reuse tests/pipeline.py
-LOCAL = {"taloop", "tests"}
+# benchmarks/ reuse tests/pipeline.py, and a benchmark script its siblings (run.py's copies)
+LOCAL = {"taloop", "tests"} | {script.stem for script in (REPO / "benchmarks").glob("*.py")}
 
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 RUNTIME = [Requirement(r) for r in PYPROJECT["dependencies"]]
