@@ -10,6 +10,7 @@ from taloop.tasks.answers import (
     extract_text,
     extract_yes_no,
     final_answer_span,
+    normalize_number,
     normalize_text,
 )
 from taloop.tasks.base import Example
@@ -61,6 +62,17 @@ NUMBER_TABLE = [
     ("The answer is .5", "0.5"),
     ("The answer is 007.", "7"),
     ("The answer is twelve.", None),
+    # A dollar sign between the sign and the digits: "-$5" is minus five dollars.
+    ("The answer is -$5.", "-5"),
+    # The fallback markers outrank a later bare number in the text.
+    ("#### 19\nThat took 3 steps.", "19"),
+    ("We get \\boxed{56}, after 2 checks.", "56"),
+    ("Answer: 12\nI checked it 3 times.", "12"),
+    # Only the first line of a marked span is read: this boxed value spans three lines with
+    # no number on its first, so it states no answer and the last number in the text is used.
+    ("So \\boxed{the total\n12 apples\nin all}, from 3 crates.", "3"),
+    # 400 nines overflow a float: not a finite number, so no answer.
+    ("The answer is " + "9" * 400, None),
 ]
 YES_NO_TABLE = [
     ("The answer is **Yes**.", "Yes"),
@@ -69,6 +81,7 @@ YES_NO_TABLE = [
     ("The answer is: NO", "No"),
     ("The answer is not necessarily.", None),
     ("The answer is Nope.", None),
+    ("The answer is clearly yes.", "Yes"),
     ("The answer is yesterday's.", None),
 ]
 RELATION_TABLE = [
@@ -85,6 +98,12 @@ TEXT_TABLE = [
     ("The answer is: the Blue Whale!", "blue whale"),
     ("Some reasoning.\nThe answer is an apple", "apple"),
     ("no marker here\nLast line wins.", "last line wins"),
+    ("Some reasoning.\nMore reasoning.\nParis.", "paris"),
+    ("Paris", "paris"),
+    # Markdown outside the closing punctuation is trimmed too.
+    ("The answer is **Paris.**", "paris"),
+    # A capital X is part of the answer, not something to trim.
+    ("The answer is option X", "option x"),
     ("", None),
 ]
 
@@ -111,7 +130,13 @@ def test_text_without_vocabulary_table(text: str, expected: str | None) -> None:
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
-    [("**Paris**.", "paris"), ("  The Eiffel Tower!  ", "eiffel tower"), ("'an owl';", "owl"), ("A\nB", "a")],
+    [
+        ("**Paris**.", "paris"),
+        ("  The Eiffel Tower!  ", "eiffel tower"),
+        ("'an owl';", "owl"),
+        ("A\nB", "a"),
+        ("A\nB\nC", "a"),  # the first line only
+    ],
 )
 def test_normalize_text(raw: str, expected: str) -> None:
     assert normalize_text(raw) == expected
@@ -127,6 +152,9 @@ def test_normalize_text(raw: str, expected: str) -> None:
         ("Is it valid? Yes. So yes it follows... The answer is No.", "No"),
         ("I think yes.", "Yes"),
         ("The premises are unclear.", None),
+        # Only the boxed value's first line is read ("maybe": no answer), so the last yes/no
+        # in the text decides.
+        ("\\boxed{maybe\nyes\nmaybe}\nSo no.", "No"),
     ],
 )
 def test_extract_yes_no(text: str, expected: str | None) -> None:
@@ -146,6 +174,51 @@ def test_extract_yes_no(text: str, expected: str | None) -> None:
 )
 def test_extract_relation(text: str, expected: str) -> None:
     assert extract_text(text, RELATIONS) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        # The docstring's examples.
+        ("1,234", "1234"),
+        ("12.50", "12.5"),
+        ("3.0", "3"),
+        ("3/4", "0.75"),
+        ("1/0", None),
+        # Six decimals: 2.0000001 prints as "2.000000", which drops its zeros and its point.
+        ("2.0000001", "2"),
+        ("twelve", None),
+        # Not finite numbers.
+        ("nan", None),
+        ("inf", None),
+        ("-inf", None),
+        ("9" * 400, None),
+    ],
+)
+def test_normalize_number(raw: str, expected: str | None) -> None:
+    assert normalize_number(raw) == expected
+
+
+# Vocabulary words that match at the same place ("ice" inside "ice cream"): the longest wins,
+# on the answer line and in the fallback over the whole text; the order given does not matter.
+@pytest.mark.parametrize(
+    ("text", "vocabulary", "expected"),
+    [
+        ("The answer is ice cream.", ("ice", "ice cream"), "ice cream"),
+        ("The answer is ice cream.", ("ice cream", "ice"), "ice cream"),
+        ("I would pick ice cream", ("ice", "ice cream"), "ice cream"),
+        ("The answer is ice.", ("ice", "ice cream"), "ice"),
+    ],
+)
+def test_longest_vocabulary_word_wins_where_words_overlap(
+    text: str, vocabulary: tuple[str, ...], expected: str
+) -> None:
+    assert extract_text(text, vocabulary) == expected
+
+
+def test_unknown_answer_format_is_named_in_the_error() -> None:
+    with pytest.raises(ValueError, match="unknown answer format 'essay'"):
+        extract("The answer is 4.", "essay")
 
 
 def _first(task_name: str) -> Example:
@@ -200,6 +273,7 @@ def test_lowercase_yes_scores_against_capitalised_gold() -> None:
         ("The answer is NO, because the premises allow it.", "yes_no", "No", "No"),
         ("He is her brother, I think.", "text", None, "brother"),
         ("So she is his aunt.\nThe answer is niece.", "text", "niece", "niece"),
+        ("So she is his aunt.\nAnswer: niece", "text", None, "niece"),
     ],
 )
 def test_strict_extraction_reads_only_the_answer_line(
