@@ -49,7 +49,7 @@ import psutil
 import yaml
 
 from taloop import logs
-from taloop.io import read_json, read_jsonl
+from taloop.io import read_json, read_jsonl, write_jsonl
 from taloop.profiles import flatten
 from taloop.profiling import PROFILE_ENV
 
@@ -360,6 +360,20 @@ def speedups(new: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# What benchmarks/study.py reads of a prediction: a study cell stays a few kB per variant.
+KEPT_PREDICTION_FIELDS = ("id", "task", "correct")
+
+
+def keep_run(repo: Path, keep: Path) -> None:
+    """Copy a run's numbers, not its models, to ``keep`` (e.g. a study cell to commit): params,
+    metrics, and per variant which test items it got right."""
+    shutil.copytree(repo / "metrics", keep / "metrics", dirs_exist_ok=True)
+    shutil.copy2(repo / "params.yaml", keep / "params.yaml")
+    for path in sorted((repo / "data/predictions").glob("*.jsonl")):
+        rows = [{k: row[k] for k in KEPT_PREDICTION_FIELDS} for row in read_jsonl(path)]
+        write_jsonl(keep / "data/predictions" / path.name, rows)
+
+
 @contextlib.contextmanager
 def _workspace(workdir: Path | None) -> Iterator[Path]:
     if workdir is None:
@@ -423,10 +437,8 @@ def benchmark(
                     out["same_teacher_replies"],
                     ", ".join(out["params_differ"]) or "none",
                 )
-        if keep is not None:  # the run's numbers (not its models), e.g. for the effect-size study
-            for sub in ("metrics", "data/predictions"):
-                shutil.copytree(copies[0].repo / sub, keep / sub, dirs_exist_ok=True)
-            shutil.copy2(copies[0].repo / "params.yaml", keep / "params.yaml")
+        if keep is not None:
+            keep_run(copies[0].repo, keep)
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
     return {
         "machine": {**machine, "python": platform.python_version()},

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+import yaml
+
+from taloop.io import read_jsonl, write_json, write_jsonl
 
 from .conftest import load_benchmark
 
@@ -123,3 +127,25 @@ def test_recovery_ratio_is_the_share_of_the_oracles_gain() -> None:
     result = study.recovery(runs, "ta_loop", "ft", "oracle")
     assert result["ratio"] == pytest.approx(0.5) and result["oracle_gain"] == pytest.approx(0.2)
     assert result["ci_low"] <= 0.5 <= result["ci_high"]
+
+
+def test_a_kept_run_keeps_only_what_the_study_reads_and_loads(tmp_path: Path) -> None:
+    bench = load_benchmark("run")
+    repo, keep = tmp_path / "repo", tmp_path / "kept"
+    params = {"baseline": "ft", "compare": ["ta_loop"], "budget": {"queries": 8},
+              "acquisition": {"mode": "random"}, "eval": {"split": "test", "seed": 0},
+              **{k: {"seed": 3} for k in ("warmup", "signals", "stage2", "data", "teacher")}}  # fmt: skip
+    (repo / "metrics/eval").mkdir(parents=True)
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    write_json(repo / "metrics/teacher.json", {"usd_value": 0.25})
+    for v, right in (("ft", [True, False, True]), ("ta_loop", [True, True, True])):
+        write_json(repo / f"metrics/eval/{v}.json", {"accuracy": sum(right) / 3})
+        rows = [{"id": f"q{i}", "task": "t", "correct": c, "prediction": "long text " * 50}
+                for i, c in reversed(list(enumerate(right)))]  # fmt: skip
+        write_jsonl(repo / f"data/predictions/{v}.jsonl", rows)
+    bench.keep_run(repo, keep)
+    assert read_jsonl(keep / "data/predictions/ft.jsonl")[0] == {"id": "q2", "task": "t", "correct": True}
+    run = study.load_run(keep)
+    assert run["correct"]["ft"].tolist() == [1.0, 0.0, 1.0]  # ordered by id, not as written
+    assert run["accuracy"] == {"ft": pytest.approx(2 / 3), "ta_loop": 1.0}
+    assert (run["seed"], run["budget"], run["teacher_usd"]) == (3, 8, 0.25)
