@@ -14,7 +14,10 @@ Each RUN_DIR holds one run's params.yaml, metrics/ and data/predictions/ (as wri
 - acquisition: every active run against the random run with the same seeds and budget, per
   variant (same test items, so paired);
 - tuning: runs evaluated on the validation split (eval.split: val), each with the params it
-  changed against the first of them.
+  changed against the first of them;
+- error-rate map (issue 16), when the full-budget runs span several ``teacher.error_rate``:
+  per rate, ta_loop against the baseline and against two_stage, and the recovery ratio
+  against the oracle. The other parts then take the error rate most runs have.
 
 Writes <out>.json and <out>.md: numbers only.
 """
@@ -24,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
@@ -262,11 +266,52 @@ def tuning(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def _error_rate(run: dict[str, Any]) -> float | None:
+    return run["params"].get("teacher.error_rate")
+
+
+def error_rate_map(
+    runs: list[dict[str, Any]], method: str = "ta_loop", oracle: str = "oracle"
+) -> list[dict[str, Any]]:
+    """Per teacher error rate, over runs that differ only in their training seeds: each
+    variant's mean accuracy, ``method`` against the baseline (signals plus the two-stage
+    schedule) and against two_stage (the signals alone), and the recovery ratio against
+    ``oracle``; a comparison is None where some run lacks one of its variants."""
+    groups: dict[float | None, list[dict[str, Any]]] = defaultdict(list)
+    for r in runs:
+        groups[_error_rate(r)].append(r)
+    rows = []
+    for rate, group in sorted(groups.items(), key=lambda kv: (kv[0] is None, kv[0] or 0.0)):
+        baseline = group[0]["baseline"]
+        variants = [v for v in dict.fromkeys(v for r in group for v in r["accuracy"])
+                    if all(v in r["accuracy"] for r in group)]  # fmt: skip
+        have = set(variants)
+        rows.append({
+            "error_rate": rate,
+            "seeds": sorted(r["seed"] for r in group),
+            "mean_accuracy": {v: float(np.mean([r["accuracy"][v] for r in group])) for v in variants},
+            "vs_baseline": compare(group, method, baseline) if method in have else None,
+            "vs_two_stage": compare(group, method, "two_stage") if {method, "two_stage"} <= have else None,
+            "recovery": recovery(group, method, baseline, oracle) if {method, oracle} <= have else None,
+        })  # fmt: skip
+    return rows
+
+
 def study(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, Any]:
+    """The tables of the module docstring. With runs at several teacher error rates, the
+    error-rate map covers them all and every other table the error rate most runs have."""
     tested = [r for r in runs if r["split"] == "test"]
     random_runs = [r for r in tested if r["acquisition"] == "random"]
     full = max(r["budget"] for r in random_runs)
+    at_full = [r for r in random_runs if r["budget"] == full]
+    rates = [_error_rate(r) for r in tested]
+    main = max(dict.fromkeys(rates), key=rates.count)
+    tested = [r for r in tested if _error_rate(r) == main]
+    random_runs = [r for r in random_runs if _error_rate(r) == main]
+    full = max(r["budget"] for r in random_runs)
     return {
+        "error_rate": main,
+        "error_rate_map": error_rate_map(at_full, method),
         **seeds_table([r for r in random_runs if r["budget"] == full]),
         "budget_curve": budget_curve(random_runs, full, method),
         "acquisition": acquisition_pairs(tested),
@@ -288,6 +333,45 @@ def _points(cmp: dict[str, Any]) -> str:
     lo, hi = cmp["diff_ci"]
     mde = "n/a (one seed)" if cmp["mde"] is None else f"{100 * cmp['mde']:.1f}"
     return f"{100 * cmp['diff']:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f}) | {mde}"
+
+
+def _cmp_cells(cmp: dict[str, Any] | None) -> str:
+    return "- | - | -" if cmp is None else f"{_points(cmp)} | {_rel(cmp)}"
+
+
+def map_lines(rows: list[dict[str, Any]], base: str) -> list[str]:
+    """The error-rate map as markdown; nothing when the runs share one error rate."""
+    if len(rows) < 2:
+        return []
+    variants = list(dict.fromkeys(v for row in rows for v in row["mean_accuracy"]))
+    lines = [
+        "", "## Error-rate map", "",
+        f"Per teacher error rate, the mean accuracy (%) over its seeds; ta_loop against {base} (signals "
+        "and schedule) and against two_stage (the signals alone): difference in points (95% CI) | MDE "
+        "| relative (95% CI); the recovery ratio (ta_loop - ft) / (oracle - ft) with its joint-bootstrap "
+        "interval, beside the oracle's gain it divides by.", "",
+        "| error rate | seeds | " + " | ".join(variants) + f" | vs {base}, points | MDE | relative "
+        "| vs two_stage, points | MDE | relative | recovery (95% CI) | oracle gain, points (95% CI) |",
+        "|---|---|" + "---|" * (len(variants) + 8),
+    ]  # fmt: skip
+    for row in rows:
+        acc = [f"{100 * row['mean_accuracy'][v]:.1f}" if v in row["mean_accuracy"] else "-" for v in variants]
+        rec = row["recovery"]
+        if rec is None:
+            recovery_cells = "- | -"
+        else:
+            ratio = "undefined" if rec["ratio"] is None else f"{rec['ratio']:.2f}"
+            lo, hi = rec["oracle_gain_ci"]
+            recovery_cells = (
+                f"{ratio} ({rec['ci_low']:.2f} to {rec['ci_high']:.2f}) | "
+                f"{100 * rec['oracle_gain']:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f})"
+            )
+        rate = "?" if row["error_rate"] is None else f"{row['error_rate']:g}"
+        lines.append(
+            f"| {rate} | {len(row['seeds'])} | " + " | ".join(acc)
+            + f" | {_cmp_cells(row['vs_baseline'])} | {_cmp_cells(row['vs_two_stage'])} | {recovery_cells} |"
+        )  # fmt: skip
+    return lines
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -316,6 +400,7 @@ def markdown(result: dict[str, Any]) -> str:
         rel = f"{_points(cmp)} | {_rel(cmp)}" if cmp else "(baseline) | | "
         lines.append(f"| {v} | " + " | ".join(cells) + f" | {100 * result['mean_accuracy'][v]:.1f} | {rel} |")
 
+    lines += map_lines(result["error_rate_map"], base)
     curve = result["budget_curve"]
     lines += [
         "", "## Budget curve", "",

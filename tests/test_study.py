@@ -149,3 +149,36 @@ def test_a_kept_run_keeps_only_what_the_study_reads_and_loads(tmp_path: Path) ->
     assert run["correct"]["ft"].tolist() == [1.0, 0.0, 1.0]  # ordered by id, not as written
     assert run["accuracy"] == {"ft": pytest.approx(2 / 3), "ta_loop": 1.0}
     assert (run["seed"], run["budget"], run["teacher_usd"]) == (3, 8, 0.25)
+
+
+def test_error_rate_map_compares_each_rate_on_its_own_seeds() -> None:
+    runs = []
+    for rate, gains in ((0.2, [0.05, 0.10]), (0.4, [0.15, 0.20, 0.25])):
+        for r in _seed_runs(gains):
+            two = r["correct"]["ft"].copy()
+            two[8:10] = 1  # two_stage: +10 points over ft
+            oracle = r["correct"]["ft"].copy()
+            oracle[8:16] = 1  # oracle: +40 points over ft
+            r["correct"].update(two_stage=two, oracle=oracle)
+            r["accuracy"].update(two_stage=0.5, oracle=0.8)
+            r["params"]["teacher.error_rate"] = rate
+            runs.append(r)
+    result = study.study(runs)
+    # The other tables take the error rate most runs have: 0.4, three seeds.
+    assert result["error_rate"] == 0.4
+    assert result["mean_accuracy"]["ta_loop"] == pytest.approx(0.6)
+    low, high = result["error_rate_map"]
+    assert (low["error_rate"], low["seeds"], high["seeds"]) == (0.2, [0, 1], [0, 1, 2])
+    assert low["vs_baseline"]["diff"] == pytest.approx(0.075)
+    assert high["vs_two_stage"]["diff"] == pytest.approx(0.10)  # 0.6 - 0.5
+    assert high["recovery"]["ratio"] == pytest.approx(0.2 / 0.4)
+    text = study.markdown(result)
+    assert "## Error-rate map" in text
+    assert "| 0.4 | 3 | 40.0 | 60.0 | 50.0 | 80.0 | +20.0 (" in text
+
+
+def test_runs_at_one_error_rate_have_no_map_section() -> None:
+    result = study.study(_seed_runs([0.05, 0.10]))
+    assert len(result["error_rate_map"]) == 1
+    assert result["error_rate_map"][0]["vs_two_stage"] is None  # no two_stage run
+    assert "Error-rate map" not in study.markdown(result)
