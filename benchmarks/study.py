@@ -286,10 +286,12 @@ def error_rate_map(
         variants = [v for v in dict.fromkeys(v for r in group for v in r["accuracy"])
                     if all(v in r["accuracy"] for r in group)]  # fmt: skip
         have = set(variants)
+        intervals = {v: seed_interval([r["accuracy"][v] for r in group]) for v in variants}
         rows.append({
             "error_rate": rate,
             "seeds": sorted(r["seed"] for r in group),
-            "mean_accuracy": {v: float(np.mean([r["accuracy"][v] for r in group])) for v in variants},
+            "mean_accuracy": {v: i["mean"] for v, i in intervals.items()},
+            "accuracy_t_ci": {v: [i["ci_low"], i["ci_high"]] for v, i in intervals.items()},
             "vs_baseline": compare(group, method, baseline) if method in have else None,
             "vs_two_stage": compare(group, method, "two_stage") if {method, "two_stage"} <= have else None,
             "recovery": recovery(group, method, baseline, oracle) if {method, oracle} <= have else None,

@@ -172,6 +172,8 @@ def test_error_rate_map_compares_each_rate_on_its_own_seeds() -> None:
     assert low["vs_baseline"]["diff"] == pytest.approx(0.075)
     assert high["vs_two_stage"]["diff"] == pytest.approx(0.10)  # 0.6 - 0.5
     assert high["recovery"]["ratio"] == pytest.approx(0.2 / 0.4)
+    lo, hi = high["accuracy_t_ci"]["ta_loop"]  # 0.55, 0.60, 0.65: mean 0.6, sd 0.05
+    assert (lo, hi) == pytest.approx((0.6 - 4.302653 * 0.05 / np.sqrt(3), 0.6 + 4.302653 * 0.05 / np.sqrt(3)))
     text = study.markdown(result)
     assert "## Error-rate map" in text
     assert "| 0.4 | 3 | 40.0 | 60.0 | 50.0 | 80.0 | +20.0 (" in text
