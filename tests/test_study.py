@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +185,28 @@ def test_runs_at_one_error_rate_have_no_map_section() -> None:
     assert len(result["error_rate_map"]) == 1
     assert result["error_rate_map"][0]["vs_two_stage"] is None  # no two_stage run
     assert "Error-rate map" not in study.markdown(result)
+
+
+def test_studies_page_is_self_contained_with_a_figure_per_study(tmp_path: Path) -> None:
+    figures = load_benchmark("figures")
+    runs = []
+    for rate, gains in ((0.2, [0.05, 0.10]), (0.4, [0.15, 0.20])):
+        for r in _seed_runs(gains):
+            r["correct"]["oracle"] = np.ones(20)
+            r["accuracy"]["oracle"] = 1.0
+            r["params"]["teacher.error_rate"] = rate
+            runs.append(r)
+    runs.append(
+        {**_run(0, 48, "random", {"ft": 0.3, "ta_loop": 0.35}), "params": {"teacher.error_rate": 0.4}}
+    )
+    result = study.study(runs)
+    (tmp_path / "effect_size.json").write_text(json.dumps(result))
+    (tmp_path / "effect_size.md").write_text(study.markdown(result))
+    page = figures.page(tmp_path)
+    assert page.count("<svg") == 2  # the map (two panels, one figure) and the budget curve
+    assert "| 0.2 | 2 |" in page and "not been run yet" not in page
+    assert "<script" not in page and "<link" not in page and "src=" not in page
+    (tmp_path / "effect_size.json").write_text(
+        json.dumps({**result, "error_rate_map": result["error_rate_map"][:1]})
+    )
+    assert "The error-rate map has not been run yet" in figures.page(tmp_path)

@@ -1,0 +1,158 @@
+"""The published studies as one self-contained HTML page with their figures (issue 16).
+
+    python benchmarks/figures.py [--studies reports/studies]
+
+Reads what exists of ``headroom.json`` (benchmarks/headroom.py --summarise) and
+``effect_size.json`` (benchmarks/study.py) in the studies folder and writes ``index.html``
+there: each figure as inline SVG (no file or network fetch, so the page reads the same
+anywhere) above the study's markdown tables. Figures: the oracle's gain over ft against
+teacher error rate, per error mode and budget (headroom); accuracy per variant and the
+recovery ratio against error rate, with their intervals (error-rate map); accuracy against
+teacher budget (budget curve). A figure whose data is not there yet is left out and says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import io
+import json
+import logging
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("svg")
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
+
+from taloop import logs
+
+log = logging.getLogger("figures")
+STUDIES = Path(__file__).resolve().parents[1] / "reports/studies"
+
+
+def _svg(fig: Figure) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight")
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg") :]  # drop the XML prolog: the SVG sits inside HTML
+
+
+def headroom_figure(summary: dict[str, Any]) -> str:
+    """The oracle's gain over ft (points) against error rate: one line per (mode, budget)
+    through the means, each seed's gain as a dot (two seeds give t-intervals too wide to draw)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    lines: dict[tuple[str, int], list[dict[str, Any]]] = defaultdict(list)
+    for row in summary["settings"]:
+        lines[(row["error_mode"], row["budget"])].append(row)
+    for (mode, budget), rows in sorted(lines.items()):
+        rows.sort(key=lambda r: r["error_rate"])
+        rates = [r["error_rate"] for r in rows]
+        style = "-" if mode == "systematic" else "--"
+        gains = [100 * r["gain"]["mean"] for r in rows]
+        (line,) = ax.plot(rates, gains, marker="o", linestyle=style, label=f"{mode}, {budget} replies")
+        for r in rows:
+            seeds = [100 * s["gain"] for s in r["per_seed"]]
+            ax.scatter([r["error_rate"]] * len(seeds), seeds, color=line.get_color(), alpha=0.4, s=14)
+    ax.axhline(5, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel("teacher error rate")
+    ax.set_ylabel("oracle - ft, accuracy points (validation)")
+    ax.set_title("Headroom: what dropping the wrong replies is worth")
+    ax.legend(fontsize=8)
+    return _svg(fig)
+
+
+def map_figure(rows: list[dict[str, Any]]) -> str:
+    """Accuracy per variant against error rate with seed t-intervals, and the recovery ratio
+    with its joint-bootstrap interval."""
+    fig, (acc, rec) = plt.subplots(1, 2, figsize=(11, 4.0))
+    rates = [r["error_rate"] for r in rows]
+    for v in dict.fromkeys(v for r in rows for v in r["mean_accuracy"]):
+        at = [r for r in rows if v in r["mean_accuracy"]]
+        means = [r["mean_accuracy"][v] for r in at]
+        bounds = [r["accuracy_t_ci"][v] for r in at]  # None with one seed: no bar
+        below = [100 * (m - (lo if lo is not None else m)) for m, (lo, _) in zip(means, bounds, strict=True)]
+        above = [100 * ((hi if hi is not None else m) - m) for m, (_, hi) in zip(means, bounds, strict=True)]
+        x = [r["error_rate"] for r in at]
+        acc.errorbar(x, [100 * m for m in means], yerr=[below, above], marker="o", capsize=3, label=v)
+    acc.set_xlabel("teacher error rate")
+    acc.set_ylabel("test accuracy, % (95% seed t-interval)")
+    acc.legend(fontsize=8)
+    with_rec = [r for r in rows if r["recovery"] and r["recovery"]["ratio"] is not None]
+    if with_rec:
+        ratios = [r["recovery"]["ratio"] for r in with_rec]
+        rec.errorbar(
+            [r["error_rate"] for r in with_rec], ratios,
+            yerr=[[x - r["recovery"]["ci_low"] for x, r in zip(ratios, with_rec, strict=True)],
+                  [r["recovery"]["ci_high"] - x for x, r in zip(ratios, with_rec, strict=True)]],
+            marker="o", capsize=3,
+        )  # fmt: skip
+    rec.axhline(0, color="grey", linewidth=0.8)
+    rec.axhline(1, color="grey", linewidth=0.8, linestyle=":")
+    rec.set_xticks(rates)
+    rec.set_xlabel("teacher error rate")
+    rec.set_ylabel("recovery (ta_loop - ft) / (oracle - ft)")
+    return _svg(fig)
+
+
+def budget_figure(curve: dict[str, Any]) -> str:
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for v, points in curve["curves"].items():
+        if len(points) > 1:
+            ax.plot([p["budget"] for p in points], [100 * p["accuracy"] for p in points], marker="o", label=v)
+    ax.set_xlabel("teacher replies bought")
+    ax.set_ylabel("test accuracy, %")
+    ax.set_title(f"Budget curve (seeds {', '.join(map(str, curve['seeds']))})")
+    ax.legend(fontsize=8)
+    return _svg(fig)
+
+
+def _section(title: str, figures: list[str], markdown: Path) -> str:
+    body = "".join(f"<figure>{f}</figure>" for f in figures)
+    if markdown.is_file():
+        body += f"<pre>{html.escape(markdown.read_text())}</pre>"
+    return f"<section><h2>{html.escape(title)}</h2>{body}</section>"
+
+
+def page(studies: Path) -> str:
+    sections = []
+    headroom = studies / "headroom.json"
+    if headroom.is_file():
+        figure = headroom_figure(json.loads(headroom.read_text()))
+        sections.append(_section("Headroom (validation split)", [figure], studies / "headroom.md"))
+    effect = studies / "effect_size.json"
+    if effect.is_file():
+        result = json.loads(effect.read_text())
+        rows = result.get("error_rate_map", [])
+        figures = [map_figure(rows)] if len(rows) > 1 else []
+        if any(len(points) > 1 for points in result["budget_curve"]["curves"].values()):
+            figures.append(budget_figure(result["budget_curve"]))
+        title = "Effect size, error-rate map and budget curve"
+        sections.append(_section(title, figures, studies / "effect_size.md"))
+        if len(rows) < 2:
+            sections.append("<p>The error-rate map has not been run yet (fewer than two error rates).</p>")
+    style = "body{font-family:sans-serif;max-width:72em;margin:auto}pre{white-space:pre-wrap;font-size:85%}"
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'><title>taloop studies</title>"
+        f"<style>{style}</style></head><body><h1>taloop studies</h1>{''.join(sections)}</body></html>\n"
+    )
+
+
+def main() -> None:
+    logs.setup()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--studies", type=Path, default=STUDIES)
+    args = parser.parse_args()
+    out = args.studies / "index.html"
+    out.write_text(page(args.studies))
+    log.info("wrote %s", out)
+
+
+if __name__ == "__main__":
+    main()
