@@ -266,6 +266,24 @@ def tuning(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
+def tuning_choice(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per variant, the setting (the changed params other than seeds) with the best mean
+    validation accuracy over the seeds it ran: every variant picks from the same grid, so
+    each gets the same tuning effort."""
+    settings: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        setting = {k: v for k, v in row["changed"].items() if not k.endswith(".seed")}
+        settings[json.dumps(setting, sort_keys=True)].append(row)
+    out = {}
+    for v in dict.fromkeys(v for row in rows for v in row["accuracy"]):
+        means = {key: np.mean([r["accuracy"][v] for r in group if v in r["accuracy"]])
+                 for key, group in settings.items() if any(v in r["accuracy"] for r in group)}  # fmt: skip
+        key = max(means, key=lambda k: means[k])
+        seeds = sum(v in r["accuracy"] for r in settings[key])
+        out[v] = {"setting": json.loads(key), "accuracy": float(means[key]), "seeds": seeds}
+    return out
+
+
 def _error_rate(run: dict[str, Any]) -> float | None:
     return run["params"].get("teacher.error_rate")
 
@@ -302,7 +320,10 @@ def error_rate_map(
 def study(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, Any]:
     """The tables of the module docstring. With runs at several teacher error rates, the
     error-rate map covers them all and every other table the error rate most runs have."""
+    tuned = tuning([r for r in runs if r["split"] == "val"])
     tested = [r for r in runs if r["split"] == "test"]
+    if not tested:
+        return {"tuning": tuned, "tuning_choice": tuning_choice(tuned)}
     random_runs = [r for r in tested if r["acquisition"] == "random"]
     full = max(r["budget"] for r in random_runs)
     at_full = [r for r in random_runs if r["budget"] == full]
@@ -317,7 +338,8 @@ def study(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, Any]
         **seeds_table([r for r in random_runs if r["budget"] == full]),
         "budget_curve": budget_curve(random_runs, full, method),
         "acquisition": acquisition_pairs(tested),
-        "tuning": tuning([r for r in runs if r["split"] == "val"]),
+        "tuning": tuned,
+        "tuning_choice": tuning_choice(tuned),
     }
 
 
@@ -377,6 +399,10 @@ def map_lines(rows: list[dict[str, Any]], base: str) -> list[str]:
 
 
 def markdown(result: dict[str, Any]) -> str:
+    if "baseline" not in result:  # validation runs only
+        note = ["", result["note"]] if result.get("note") else []
+        tuned = tuning_lines(result["tuning"], result["tuning_choice"])
+        return "\n".join(["# Tuning study", *note, *tuned]) + "\n"
     base = result["baseline"]
     seeds = list(result["accuracy"][base])
     lines = [
@@ -448,18 +474,32 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {v} | {row['pairs']} | {100 * row['random_accuracy']:.1f} | "
                 f"{100 * row['active_accuracy']:.1f} | {_rel(row['active_vs_random'])} |"
             )
-    if result["tuning"]:
-        variants = list(dict.fromkeys(v for row in result["tuning"] for v in row["accuracy"]))
+    return "\n".join(lines + tuning_lines(result["tuning"], result.get("tuning_choice", {}))) + "\n"
+
+
+def tuning_lines(rows: list[dict[str, Any]], choice: dict[str, Any]) -> list[str]:
+    if not rows:
+        return []
+    variants = list(dict.fromkeys(v for row in rows for v in row["accuracy"]))
+    lines = [
+        "", "## Tuning on the validation split", "",
+        "Each run against the first (the reference); accuracy on the validation split in %.", "",
+        "| run | changed | " + " | ".join(variants) + " |", "|---|---|" + "---|" * len(variants),
+    ]  # fmt: skip
+    for row in rows:
+        changed = ", ".join(f"{k}={v}" for k, v in row["changed"].items()) or "(reference)"
+        cells = [f"{100 * row['accuracy'][v]:.1f}" if v in row["accuracy"] else "-" for v in variants]
+        lines.append(f"| {row['run']} | {changed} | " + " | ".join(cells) + " |")
+    if choice:
         lines += [
-            "", "## Tuning on the validation split", "",
-            "Each run against the first (the reference); accuracy on the validation split in %.", "",
-            "| run | changed | " + " | ".join(variants) + " |", "|---|---|" + "---|" * len(variants),
-        ]  # fmt: skip
-        for row in result["tuning"]:
-            changed = ", ".join(f"{k}={v}" for k, v in row["changed"].items()) or "(reference)"
-            cells = [f"{100 * row['accuracy'][v]:.1f}" if v in row["accuracy"] else "-" for v in variants]
-            lines.append(f"| {row['run']} | {changed} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+            "",
+            "Best setting per variant (mean over the seeds each setting ran; ties to the first):",
+            "",
+        ]
+        for v, best in choice.items():
+            setting = ", ".join(f"{k}={x}" for k, x in best["setting"].items()) or "the reference"
+            lines.append(f"- {v}: {setting}, {100 * best['accuracy']:.1f}% over {best['seeds']} seed(s)")
+    return lines
 
 
 def main() -> None:

@@ -210,3 +210,25 @@ def test_studies_page_is_self_contained_with_a_figure_per_study(tmp_path: Path) 
         json.dumps({**result, "error_rate_map": result["error_rate_map"][:1]})
     )
     assert "The error-rate map has not been run yet" in figures.page(tmp_path)
+
+
+def test_validation_runs_alone_give_the_tuning_table_and_each_variants_best_setting() -> None:
+    def val(seed: int, lr: float, ft: float, ta: float) -> dict[str, Any]:
+        return _run(seed, 96, "random", {"ft": ft, "ta_loop": ta}, split="val",
+                    **{"stage2.learning_rate": lr, "stage2.seed": seed})  # fmt: skip
+
+    # ft is best at 1e-3 (mean 0.55 against 0.50), ta_loop at 2e-3 (0.65 against 0.50); the
+    # seed differs between runs but is not part of a setting.
+    runs = [val(0, 1e-3, 0.5, 0.5), val(1, 1e-3, 0.6, 0.5), val(0, 2e-3, 0.5, 0.7), val(1, 2e-3, 0.5, 0.6)]
+    result = study.study(runs)
+    assert set(result) == {"tuning", "tuning_choice"}
+    choice = result["tuning_choice"]
+    assert choice["ft"] == {"setting": {}, "accuracy": pytest.approx(0.55), "seeds": 2}
+    assert choice["ta_loop"] == {
+        "setting": {"stage2.learning_rate": 2e-3},
+        "accuracy": pytest.approx(0.65),
+        "seeds": 2,
+    }
+    text = study.markdown(result)
+    assert text.startswith("# Tuning study")
+    assert "- ta_loop: stage2.learning_rate=0.002, 65.0% over 2 seed(s)" in text
