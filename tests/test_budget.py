@@ -22,6 +22,8 @@ def test_reservations_that_fit_the_budget_are_accepted(max_usd: float, bounds: l
     ledger = Ledger(max_queries=None, max_usd=max_usd)
     for bound in bounds:
         ledger.reserve(bound)
+    with pytest.raises(BudgetExhausted):  # every bound was counted: the budget is now full
+        ledger.reserve(1e-3)
 
 
 @pytest.mark.parametrize(

@@ -440,22 +440,23 @@ def test_a_journal_that_fails_to_close_is_logged_and_the_collection_still_ends(
             return _CloseFails(io.FileIO(self, "ab"))
         return real_open(self, mode, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "open", open_)
-    cache = ReplyCache(tmp_path)
+    # A context, not monkeypatch.undo(): that would also drop the autouse cache-dir isolation.
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "open", open_)
+        cache = ReplyCache(tmp_path)
 
-    async def scenario() -> None:
-        assert await cache.claim(["key0"]) == ["key0"]
-        await cache.put("key0", _reply(0), {})
-        await cache.aclose()  # does not raise: the reply was durable before the close
+        async def scenario() -> None:
+            assert await cache.claim(["key0"]) == ["key0"]
+            await cache.put("key0", _reply(0), {})
+            await cache.aclose()  # does not raise: the reply was durable before the close
 
-    with caplog.at_level(logging.WARNING, logger=cache_module.__name__):
-        asyncio.run(scenario())
-    (journal,) = (tmp_path / "teacher").glob("journal-*.jsonl")
-    (record,) = caplog.records
-    assert record.getMessage() == f"reply cache: closing {journal} failed"
-    assert record.exc_info is not None and record.exc_info[0] is OSError
-    assert not list((tmp_path / "teacher" / "claims").iterdir())  # claims still given up
-    monkeypatch.undo()
+        with caplog.at_level(logging.WARNING, logger=cache_module.__name__):
+            asyncio.run(scenario())
+        (journal,) = (tmp_path / "teacher").glob("journal-*.jsonl")
+        (record,) = caplog.records
+        assert record.getMessage() == f"reply cache: closing {journal} failed"
+        assert record.exc_info is not None and record.exc_info[0] is OSError
+        assert not list((tmp_path / "teacher" / "claims").iterdir())  # claims still given up
     assert ReplyCache(tmp_path).get("key0") == _reply(0)
 
 

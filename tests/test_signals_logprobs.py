@@ -37,8 +37,10 @@ def gpt2(tiny: tuple[Any, Any]) -> tuple[Any, Any]:
         vocab_size=len(tok), n_embd=32, n_layer=2, n_head=4, n_positions=256, initializer_range=0.5,
         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
     )  # fmt: skip
-    torch.manual_seed(0)
-    return GPT2LMHeadModel(config).eval(), tok
+    with torch.random.fork_rng():  # seeded weights without reseeding later tests' generator
+        torch.manual_seed(0)
+        model = GPT2LMHeadModel(config).eval()
+    return model, tok
 
 
 @pytest.fixture

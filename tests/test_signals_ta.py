@@ -5,6 +5,7 @@ the TA passes report to progress bars and to the profiler (benchmarks/run.py rea
 
 from __future__ import annotations
 
+import copy
 import math
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -138,7 +139,8 @@ def test_judge_is_p_yes_over_p_yes_plus_no_on_the_prompt_as_rendered(
     # The rendered chat prompt already holds whatever special tokens the template puts
     # there; the judge must not add a BOS of its own (a BOS-adding tokenizer would shift it).
     model, tok = tiny
-    tok = tok if which == "smollm2" else word_tok
+    # A copy: the judge sets padding_side on the tokenizer it is given, a shared fixture here.
+    tok = copy.deepcopy(tok if which == "smollm2" else word_tok)
     got = judge_confidence(model, tok, QUESTIONS, ANSWERS, batch_size=1)
     want = [_manual_judge(model, tok, q, o) for q, o in zip(QUESTIONS, ANSWERS, strict=True)]
     assert got == pytest.approx(want, abs=1e-5)
@@ -173,7 +175,7 @@ def test_judge_projects_only_the_last_position_onto_the_vocabulary(tiny: tuple[A
     # every prompt position would dominate the judge's time and memory.
     model, tok = tiny
     spy = _LogitSpy(model)
-    judge_confidence(spy, tok, QUESTIONS * 2, ANSWERS * 2, batch_size=3)
+    judge_confidence(spy, copy.deepcopy(tok), QUESTIONS * 2, ANSWERS * 2, batch_size=3)
     assert spy.positions == [1, 1]  # batches of 3 and 1
 
 
@@ -220,6 +222,6 @@ def test_judge_batches_are_labelled_and_profiled(
     tiny: tuple[Any, Any], labels: dict[str, list[Any]], kwargs: dict[str, str], desc: str
 ) -> None:
     model, tok = tiny
-    judge_confidence(model, tok, QUESTIONS * 2, ANSWERS * 2, batch_size=3, **kwargs)
+    judge_confidence(model, copy.deepcopy(tok), QUESTIONS * 2, ANSWERS * 2, batch_size=3, **kwargs)
     assert labels["bars"] == [(desc, "batch")]
     assert labels["phases"] == ["ta_judge", "ta_judge"]  # batches of 3 and 1
