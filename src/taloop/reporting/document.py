@@ -71,7 +71,8 @@ def run_card_table(run: Mapping[str, Any], teacher_accuracy: float | None) -> st
     teacher = f"{t['model']} ({t['backend']} backend, prompt {t['prompt_template']})"
     if t["simulated"]:
         acc = f"; {pct(teacher_accuracy)} of its replies are correct" if teacher_accuracy is not None else ""
-        teacher += f": SIMULATED offline teacher, not a real LLM{acc}"
+        errors = f"{t['error_mode']} errors at rate {t['error_rate']:g}"
+        teacher += f": SIMULATED offline teacher ({errors}), not a real LLM{acc}"
     budget, spend = run["budget"], run["spend"]
     cap = "none" if budget["usd"] is None else usd(budget["usd"])
     rows = [

@@ -39,6 +39,9 @@ def run_card(params: Params, teacher: Mapping[str, Any], acquisition: Mapping[st
             "model": params.teacher.model,
             "simulated": bool(teacher["simulated"]),
             "prompt_template": params.teacher.prompt_template,
+            # What the simulated teacher was told to get wrong, and how; a real one ignores these.
+            "error_rate": params.teacher.error_rate,
+            "error_mode": params.teacher.error_mode,
         },
         "budget": {"queries": params.budget.queries, "usd": params.budget.usd},
         "eval_split": params.eval.split,
