@@ -1,0 +1,123 @@
+"""Run a study's grid of cells, one kept run each, skipping the cells already there (issue 16).
+
+    python benchmarks/grid.py tuning [--seeds 0 1] [--commit]
+    python benchmarks/grid.py map [--error-rates 0.2 0.3 0.4] [--seeds 0 1 2 3 4] [--commit]
+    python benchmarks/grid.py map --dry-run       # list the cells and their commands only
+
+Each cell is one `python benchmarks/run.py --set ... --keep reports/studies/<study>/<cell>`: the
+whole default pipeline (`dvc repro` stage by stage) in a fresh copy of this checkout with an
+empty teacher cache, its overrides on top of params.yaml, and the cell's params, metrics and
+per-item correctness kept (a few kB) with the run's timings in benchmark.json. The training
+seeds (warm-up, signals, stage 2) take the cell's seed; data, teacher and evaluation seeds
+stay, so every seed is scored on the same items. One cell at a time: two at once on a
+2-core machine are each twice as slow. With ``--commit`` each finished cell is committed the
+moment it lands, so a session that ends mid-grid loses at most the cell it was running. Do
+not edit the checkout while a grid runs: each cell copies it as it starts (benchmark.json
+records the commit and whether the tree had uncommitted changes).
+
+- ``tuning``: stage2.learning_rate over LEARNING_RATES on the validation split, variants ft,
+  two_stage and ta_loop, so each picks its rate from the same grid (benchmarks/study.py).
+- ``map``: the error-rate map on the test split, variants ft, two_stage, ta_loop and oracle.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import NamedTuple
+
+from taloop import logs
+
+log = logging.getLogger("grid")
+REPO = Path(__file__).resolve().parents[1]
+STUDIES = REPO / "reports/studies"
+LEARNING_RATES = (0.001, 0.002, 0.0005)  # the default first, then one step either side (2x)
+
+
+class Cell(NamedTuple):
+    study: str
+    name: str
+    overrides: list[str]
+
+    @property
+    def out(self) -> Path:
+        return STUDIES / self.study / self.name
+
+
+def _seeded(seed: int) -> list[str]:
+    return [f"{stage}.seed={seed}" for stage in ("warmup", "signals", "stage2")]
+
+
+def cells(study: str, seeds: list[int], error_rates: list[float]) -> list[Cell]:
+    if study == "tuning":
+        variants = "compare=[two_stage, ta_loop]"
+        return [
+            Cell(study, f"lr{lr:g}-s{seed}", ["eval.split=val", f"stage2.learning_rate={lr:g}",
+                                               *_seeded(seed), variants])
+            for seed in seeds
+            for lr in LEARNING_RATES
+        ]  # fmt: skip
+    variants = "compare=[two_stage, ta_loop, oracle]"
+    return [
+        Cell(study, f"e{rate:g}-s{seed}", [f"teacher.error_rate={rate:g}", *_seeded(seed), variants])
+        for seed in seeds
+        for rate in error_rates
+    ]
+
+
+def command(cell: Cell) -> list[str]:
+    sets = [arg for o in cell.overrides for arg in ("--set", o)]
+    out = cell.out / "benchmark.json"
+    return [
+        sys.executable,
+        str(REPO / "benchmarks/run.py"),
+        *sets,
+        "--keep",
+        str(cell.out),
+        "--out",
+        str(out),
+    ]
+
+
+def run_cell(cell: Cell, commit: bool) -> None:
+    cell.out.mkdir(parents=True)
+    try:
+        subprocess.run(command(cell), cwd=REPO, check=True)
+    except BaseException:
+        shutil.rmtree(cell.out)  # a half-written cell would be skipped as done next time
+        raise
+    if commit:
+        rel = str(cell.out.relative_to(REPO))
+        subprocess.run(["git", "add", rel], cwd=REPO, check=True)
+        message = f"Study cell {cell.study}/{cell.name}: {' '.join(cell.overrides)}"
+        subprocess.run(["git", "commit", "-q", "-m", message, "--", rel], cwd=REPO, check=True)
+
+
+def main() -> None:
+    logs.setup()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("study", choices=["tuning", "map"])
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: 0 1 (tuning), 0-4 (map)")
+    parser.add_argument("--error-rates", type=float, nargs="+", default=[0.2, 0.3, 0.4])
+    parser.add_argument("--commit", action="store_true", help="git-commit each cell as it lands")
+    parser.add_argument("--dry-run", action="store_true", help="only list the cells still to run")
+    args = parser.parse_args()
+    seeds = args.seeds or ([0, 1] if args.study == "tuning" else [0, 1, 2, 3, 4])
+    todo = [c for c in cells(args.study, seeds, args.error_rates) if not c.out.exists()]
+    log.info("%d cells to run", len(todo))
+    for i, cell in enumerate(todo, 1):
+        if args.dry_run:
+            log.info("%s: %s", cell.name, " ".join(command(cell)[1:]))
+            continue
+        log.info("cell %d of %d: %s/%s", i, len(todo), cell.study, cell.name)
+        run_cell(cell, args.commit)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""The study grid's cells: names, overrides that are valid params, and the kept-run command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from taloop.config import validate_params
+from taloop.profiles import deep_merge
+
+from .conftest import REPO, load_benchmark
+
+grid = load_benchmark("grid")
+run = load_benchmark("run")
+
+
+def _params(overrides: list[str]) -> object:
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    return validate_params(deep_merge(raw, run.overrides_dict(overrides)))
+
+
+def test_map_cells_vary_error_rate_and_training_seeds_only() -> None:
+    cells = grid.cells("map", [0, 3], [0.2, 0.4])
+    assert [c.name for c in cells] == ["e0.2-s0", "e0.4-s0", "e0.2-s3", "e0.4-s3"]
+    params = _params(cells[3].overrides)
+    assert params.teacher.error_rate == 0.4
+    assert (params.warmup.seed, params.signals.seed, params.stage2.seed) == (3, 3, 3)
+    default = _params([])
+    # Same items and teacher replies for every seed: only training seeds move.
+    assert (params.data.seed, params.teacher.seed, params.eval.seed) == (
+        default.data.seed, default.teacher.seed, default.eval.seed
+    )  # fmt: skip
+    assert params.compare == ["two_stage", "ta_loop", "oracle"] and params.eval.split == "test"
+
+
+def test_tuning_cells_give_every_variant_the_same_learning_rates_on_validation() -> None:
+    cells = grid.cells("tuning", [1], [])
+    assert [c.name for c in cells] == ["lr0.001-s1", "lr0.002-s1", "lr0.0005-s1"]
+    rates = set()
+    for c in cells:
+        params = _params(c.overrides)
+        assert params.eval.split == "val" and params.compare == ["two_stage", "ta_loop"]
+        rates.add(params.stage2.learning_rate)
+    assert rates == set(grid.LEARNING_RATES)
+
+
+def test_a_cell_runs_the_benchmark_keeping_its_run_under_its_study() -> None:
+    cell = grid.cells("map", [2], [0.3])[0]
+    cmd = grid.command(cell)
+    assert cmd[1] == str(REPO / "benchmarks/run.py")
+    assert cmd[cmd.index("--keep") + 1] == str(REPO / "reports/studies/map/e0.3-s2")
+    assert Path(cmd[cmd.index("--out") + 1]).parent == cell.out
+    sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
+    assert sets == cell.overrides
