@@ -478,6 +478,15 @@ def _failing_first_sync(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Even
     return writing, proceed
 
 
+async def _put_two_groups(cache: ReplyCache, writing: threading.Event) -> tuple[asyncio.Task, asyncio.Task]:
+    """key0's put, then key1's once key0's group is being written: key1 joins the next group."""
+    first = asyncio.create_task(cache.put("key0", _reply(0), {}))
+    await asyncio.to_thread(writing.wait, 5)
+    second = asyncio.create_task(cache.put("key1", _reply(1), {}))
+    await asyncio.sleep(0)
+    return first, second
+
+
 def test_a_put_made_while_a_failing_group_is_written_is_still_written(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -485,10 +494,7 @@ def test_a_put_made_while_a_failing_group_is_written_is_still_written(
     cache = ReplyCache(tmp_path)
 
     async def scenario() -> list[BaseException | None]:
-        first = asyncio.create_task(cache.put("key0", _reply(0), {}))
-        await asyncio.to_thread(writing.wait, 5)
-        second = asyncio.create_task(cache.put("key1", _reply(1), {}))  # the next group
-        await asyncio.sleep(0)
+        first, second = await _put_two_groups(cache, writing)
         proceed.set()
         try:
             return await asyncio.wait_for(asyncio.gather(first, second, return_exceptions=True), 5)
@@ -512,10 +518,7 @@ def test_when_the_writer_is_cancelled_no_put_waits_forever(
     cache = ReplyCache(tmp_path)
 
     async def scenario() -> list[BaseException | None]:
-        first = asyncio.create_task(cache.put("key0", _reply(0), {}))
-        await asyncio.to_thread(writing.wait, 5)
-        second = asyncio.create_task(cache.put("key1", _reply(1), {}))
-        await asyncio.sleep(0)
+        first, second = await _put_two_groups(cache, writing)
         assert cache._writer is not None
         cache._writer.cancel()
         try:

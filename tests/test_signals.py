@@ -10,7 +10,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from sklearn.metrics import roc_auc_score
 
 from taloop import scoring
@@ -28,7 +27,8 @@ from taloop.signals import (
 )
 from taloop.tasks.base import Example
 from taloop.tasks.registry import get_task
-from taloop.training import chat_prompt
+
+from .reference import manual_logprobs
 
 # --- self-consistency ----------------------------------------------------------------------
 
@@ -85,16 +85,6 @@ SWAPPED = [
 ]
 
 
-def _manual_logprobs(model: Any, tok: Any, prompt: str, output: str) -> list[float]:
-    """The output tokens' log-probs from one unpadded forward pass over the whole sequence."""
-    prompt_ids = tok(chat_prompt(tok, prompt), add_special_tokens=False).input_ids
-    output_ids = tok(output + tok.eos_token, add_special_tokens=False).input_ids
-    ids = torch.tensor([prompt_ids + output_ids])
-    with torch.inference_mode():
-        logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
-    return [float(logp[len(prompt_ids) + j - 1, t]) for j, t in enumerate(output_ids)]
-
-
 def _manual_window(lp: list[float]) -> float:
     if len(lp) <= 4:
         return sum(lp) / len(lp)
@@ -109,13 +99,13 @@ def test_one_pass_measures_equal_a_plain_per_example_computation(tiny: tuple[Any
     got = ta_measures(model, tok, PROMPTS, OUTPUTS, batch_size=3)
     assert set(got) == set(TA_MEASURES)
     for n, (prompt, output) in enumerate(zip(PROMPTS, OUTPUTS, strict=True)):
-        lp = _manual_logprobs(model, tok, prompt, output)
+        lp = manual_logprobs(model, tok, prompt, output)
         assert got["mean_logprob"][n] == pytest.approx(sum(lp) / len(lp), abs=1e-4)
         assert got["min_logprob"][n] == pytest.approx(min(lp), abs=1e-4)
         assert got["local_window"][n] == pytest.approx(_manual_window(lp), abs=1e-4)
         assert got["answer_logprob"][n] == pytest.approx(lp[-ANSWER_FROM_END[n]], abs=1e-4)
         swapped = SWAPPED[n]
-        expected = 0.0 if swapped is None else sum(lp) - sum(_manual_logprobs(model, tok, prompt, swapped))
+        expected = 0.0 if swapped is None else sum(lp) - sum(manual_logprobs(model, tok, prompt, swapped))
         assert got["contrastive"][n] == pytest.approx(expected, abs=1e-3)
 
 

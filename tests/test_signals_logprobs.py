@@ -19,6 +19,8 @@ from taloop import profiling, signals
 from taloop.signals import _answer_token, _output_offsets, output_logprobs, swap_answer
 from taloop.training import chat_prompt
 
+from .reference import manual_logprobs
+
 OUTPUT = "The answer is 4."
 # This tokenizer splits words with their leading space, and a digit from the space before it:
 # "The", " answer", " is", " ", "4", ".", then EOS ("<|im_end|>", 10 characters) at 16..26.
@@ -54,17 +56,6 @@ def bos_tok(tiny: tuple[Any, Any]) -> Any:
     )
     assert tok("Yes").input_ids[0] == tok.bos_token_id  # the change took
     return tok
-
-
-def _manual_logprobs(model: Any, tok: Any, prompt: str, output: str) -> list[float]:
-    """The output tokens' log-probs from one forward pass over the unpadded sequence alone,
-    at the model's default positions 0, 1, 2, ..."""
-    prompt_ids = tok(chat_prompt(tok, prompt), add_special_tokens=False).input_ids
-    output_ids = tok(output + tok.eos_token, add_special_tokens=False).input_ids
-    ids = torch.tensor([prompt_ids + output_ids])
-    with torch.inference_mode():
-        logp = torch.log_softmax(model(input_ids=ids).logits[0].float(), dim=-1)
-    return [float(logp[len(prompt_ids) + j - 1, t]) for j, t in enumerate(output_ids)]
 
 
 class _Spy:
@@ -113,7 +104,7 @@ def test_padded_rows_are_scored_as_if_alone_on_an_absolute_position_model(gpt2: 
     # positions from 1, two tokens sharing position 0) moves log-probs by far more than 1e-3.
     got = output_logprobs(model, tok, prompts, outputs, batch_size=2)
     for prompt, output, scored in zip(prompts, outputs, got, strict=True):
-        assert scored.logprobs == pytest.approx(_manual_logprobs(model, tok, prompt, output), abs=1e-3)
+        assert scored.logprobs == pytest.approx(manual_logprobs(model, tok, prompt, output), abs=1e-3)
 
 
 # --- batching -----------------------------------------------------------------------------------
@@ -139,7 +130,7 @@ def test_pairs_are_batched_in_length_order_one_forward_pass_per_batch(tiny: tupl
     ]
     # ... and each output still gets its own log-probs, in the caller's order.
     for output, scored in zip(MIXED, got, strict=True):
-        assert scored.logprobs == pytest.approx(_manual_logprobs(model, tok, "Q?", output), abs=1e-4)
+        assert scored.logprobs == pytest.approx(manual_logprobs(model, tok, "Q?", output), abs=1e-4)
 
 
 def test_progress_bar_counts_batches_under_its_label(
@@ -191,7 +182,7 @@ def test_a_truncated_output_keeps_the_offsets_of_what_was_read(
     monkeypatch.setattr(signals, "MAX_LENGTH", prompt_len + 3)  # room for three output tokens
     (scored,) = output_logprobs(model, tok, ["q"], [OUTPUT], batch_size=1)
     assert scored.offsets == OUTPUT_SPANS[:3]  # "The", " answer", " is"
-    assert scored.logprobs == pytest.approx(_manual_logprobs(model, tok, "q", OUTPUT)[:3], abs=1e-4)
+    assert scored.logprobs == pytest.approx(manual_logprobs(model, tok, "q", OUTPUT)[:3], abs=1e-4)
 
 
 def test_a_tokenizer_that_does_not_say_it_is_fast_gives_no_offsets(tiny: tuple[Any, Any]) -> None:
@@ -200,7 +191,7 @@ def test_a_tokenizer_that_does_not_say_it_is_fast_gives_no_offsets(tiny: tuple[A
     assert _output_offsets(plain, OUTPUT) is None
     (scored,) = output_logprobs(model, plain, ["q"], [OUTPUT], batch_size=1)
     assert scored.offsets is None
-    assert scored.logprobs == pytest.approx(_manual_logprobs(model, tok, "q", OUTPUT), abs=1e-4)
+    assert scored.logprobs == pytest.approx(manual_logprobs(model, tok, "q", OUTPUT), abs=1e-4)
 
 
 def test_offsets_that_disagree_with_the_scored_tokens_are_an_error(tiny: tuple[Any, Any]) -> None:
