@@ -36,7 +36,7 @@ def test_map_cells_vary_error_rate_and_training_seeds_only() -> None:
 
 def test_tuning_cells_give_every_variant_the_same_learning_rates_on_validation() -> None:
     cells = grid.cells("tuning", [1], [])
-    assert [c.name for c in cells] == ["lr0.001-s1", "lr0.002-s1", "lr0.0005-s1"]
+    assert [c.name for c in cells] == ["lr0.001-s1", "lr0.002-s1", "lr0.0005-s1", "lr0.004-s1"]
     rates = set()
     for c in cells:
         params = _params(c.overrides)
