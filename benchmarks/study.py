@@ -325,8 +325,8 @@ def study(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, Any]
     if not tested:
         return {"tuning": tuned, "tuning_choice": tuning_choice(tuned)}
     random_runs = [r for r in tested if r["acquisition"] == "random"]
-    full = max(r["budget"] for r in random_runs)
-    at_full = [r for r in random_runs if r["budget"] == full]
+    map_budget = max(r["budget"] for r in random_runs)  # the map spans error rates at one budget
+    at_full = [r for r in random_runs if r["budget"] == map_budget]
     rates = [_error_rate(r) for r in tested]
     main = max(dict.fromkeys(rates), key=rates.count)
     tested = [r for r in tested if _error_rate(r) == main]
