@@ -391,15 +391,20 @@ def benchmark(
     workdir: Path | None = None,
     baseline_rev: str | None = None,
     eval_repeats: int = 0,
+    own_overrides: tuple[list[str], list[str]] = ([], []),
 ) -> dict[str, Any]:
-    """``eval_repeats``: see :func:`repeat_evaluations`. ``workdir``: run there and leave the
+    """``overrides`` go to both copies, ``own_overrides`` to the new copy and the baseline's
+    only (e.g. a param the baseline revision does not have). ``eval_repeats``: see
+    :func:`repeat_evaluations`. ``workdir``: run there and leave the
     repository copy (models, DVC cache) and its teacher cache behind (repo/, cache/; the
     baseline's under baseline/), e.g. to run `dvc exp run` variations on top; default: a
     temporary directory."""
     with _workspace(workdir) as tmp:
-        copies = [make_copy(tmp, "this", None, profile, overrides)]
+        copies = [make_copy(tmp, "this", None, profile, overrides + own_overrides[0])]
         if baseline_rev is not None:
-            copies.append(make_copy(tmp / "baseline", "baseline", baseline_rev, profile, overrides))
+            copies.append(
+                make_copy(tmp / "baseline", "baseline", baseline_rev, profile, overrides + own_overrides[1])
+            )
             for c in copies:
                 backend = yaml.safe_load((c.repo / "params.yaml").read_text())["teacher"]["backend"]
                 if backend != "simulated":
@@ -421,7 +426,7 @@ def benchmark(
             out["evaluation_repeats"] = repeat_evaluations(copies, results, eval_repeats)
         if baseline_rev is not None:
             this, base = copies
-            out = {
+            out |= {
                 "baseline": {"rev_asked": baseline_rev, **runs[1]},
                 "speedup": speedups(runs[0], runs[1]),
                 "run_order": "alternating stage by stage"
@@ -444,6 +449,8 @@ def benchmark(
         "machine": {**machine, "python": platform.python_version()},
         "profile": profile,
         "overrides": overrides,
+        **({"new_overrides": own_overrides[0]} if own_overrides[0] else {}),
+        **({"baseline_overrides": own_overrides[1]} if own_overrides[1] else {}),
         "profile_disjoint_phases": list(DISJOINT_PHASES),  # what each stage's "other_s" leaves out
         **runs[0],
         **out,
@@ -532,6 +539,14 @@ def comparison_table(results: dict[str, Any]) -> str:
     ]
     if results["rev"]["uncommitted_changes"]:
         lines.append("`*`: the working tree, with changes not yet committed.")
+    own = [
+        f"{copy} copy: `{' '.join(results[f'{copy}_overrides'])}`"
+        for copy in ("new", "baseline")
+        if results.get(f"{copy}_overrides")
+    ]
+    if results.get("overrides") or own:
+        both = [f"both: `{' '.join(results['overrides'])}`"] if results["overrides"] else []
+        lines.append(f"Param overrides: {'; '.join(both + own)}.")
     if not results["same_teacher_replies"] or results["params_differ"]:
         same = "yes" if results["same_teacher_replies"] else "no"
         differing = ", ".join(results["params_differ"]) or "none"
@@ -578,6 +593,14 @@ def main() -> None:
     )
     parser.add_argument("--profile", help="apply profiles/<name>.yaml first (default: params.yaml as is)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="param override")
+    for copy in ("new", "baseline"):
+        parser.add_argument(
+            f"--{copy}-set",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"param override for the {copy} copy only (after --set)",
+        )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", type=Path, help="copy the run's metrics, predictions and params here")
     parser.add_argument(
@@ -618,7 +641,13 @@ def main() -> None:
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     elif not args.readme:
         results = benchmark(
-            args.set, args.profile, args.keep, args.workdir, args.baseline_rev, args.eval_repeats
+            args.set,
+            args.profile,
+            args.keep,
+            args.workdir,
+            args.baseline_rev,
+            args.eval_repeats,
+            (args.new_set, args.baseline_set),
         )
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     # The README shows the committed default run only, not a study run written elsewhere.

@@ -163,6 +163,13 @@ def test_readme_table_with_a_baseline_shows_both_revisions(compared: dict[str, A
     assert "| **total** | **3 min 05.0 s** | **1 min 38.0 s** | **1.89x** | | |" in lines
     assert "| ft | 200 | 300 | 1.50x | 1.00 | 2.00 | 2.00x | – |" in lines
     assert "The workloads differ" not in table and "de-quantised" not in table
+    assert "Param overrides" not in table
+
+    compared |= {"overrides": ["budget.queries=192"], "new_overrides": ["teacher.error_mode=random"]}
+    assert (
+        "Param overrides: both: `budget.queries=192`; new copy: `teacher.error_mode=random`."
+        in bench.readme_table(compared).splitlines()
+    )
 
     compared["params_differ"] = ["budget.queries"]
     compared["stages"]["prepare_models"]["profile"] = {
