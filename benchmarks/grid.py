@@ -1,6 +1,7 @@
 """Run a study's grid of cells, one kept run each, skipping the cells already there (issue 16).
 
     python benchmarks/grid.py tuning [--seeds 0 1] [--commit]
+    python benchmarks/grid.py selection [--seeds 0 1] [--commit]
     python benchmarks/grid.py map [--error-rates 0.2 0.3 0.4] [--seeds 0 1 2 3 4] [--commit]
     python benchmarks/grid.py map --dry-run       # list the cells and their commands only
 
@@ -17,6 +18,10 @@ records the commit and whether the tree had uncommitted changes).
 
 - ``tuning``: stage2.learning_rate over LEARNING_RATES on the validation split, variants ft,
   two_stage and ta_loop, so each picks its rate from the same grid (benchmarks/study.py).
+- ``selection``: signals.selection as_listed (every signal applied with its designed sign)
+  on the validation split, variants ft, two_stage and ta_loop; the calibrated default is
+  tuning's lr 1e-3 cell of the same seed. At the default, calibration keeps no signal, so
+  calibrated ta_loop is two_stage: this asks whether the signals help when applied anyway.
 - ``map``: the error-rate map on the test split, variants ft, two_stage, ta_loop and oracle.
 """
 
@@ -36,6 +41,8 @@ log = logging.getLogger("grid")
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = REPO / "reports/studies"
 LEARNING_RATES = (0.001, 0.002, 0.0005, 0.004)  # 2x steps; 4e-3 since 2e-3 was best (seed 0)
+# The default (calibrated) is tuning's lr 1e-3 cell of the same seed.
+SELECTIONS = ("as_listed",)
 
 
 class Cell(NamedTuple):
@@ -53,6 +60,13 @@ def _seeded(seed: int) -> list[str]:
 
 
 def cells(study: str, seeds: list[int], error_rates: list[float]) -> list[Cell]:
+    if study == "selection":
+        return [
+            Cell(study, f"{selection}-s{seed}", ["eval.split=val", f"signals.selection={selection}",
+                                                 *_seeded(seed), "compare=[two_stage, ta_loop]"])
+            for seed in seeds
+            for selection in SELECTIONS
+        ]  # fmt: skip
     if study == "tuning":
         variants = "compare=[two_stage, ta_loop]"
         return [
@@ -102,13 +116,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("study", choices=["tuning", "map"])
-    parser.add_argument("--seeds", type=int, nargs="+", help="default: 0 1 (tuning), 0-4 (map)")
+    parser.add_argument("study", choices=["tuning", "selection", "map"])
+    parser.add_argument("--seeds", type=int, nargs="+", help="default: 0 1 (tuning, selection), 0-4 (map)")
     parser.add_argument("--error-rates", type=float, nargs="+", default=[0.2, 0.3, 0.4])
     parser.add_argument("--commit", action="store_true", help="git-commit each cell as it lands")
     parser.add_argument("--dry-run", action="store_true", help="only list the cells still to run")
     args = parser.parse_args()
-    seeds = args.seeds or ([0, 1] if args.study == "tuning" else [0, 1, 2, 3, 4])
+    seeds = args.seeds or ([0, 1, 2, 3, 4] if args.study == "map" else [0, 1])
     todo = [c for c in cells(args.study, seeds, args.error_rates) if not c.out.exists()]
     log.info("%d cells to run", len(todo))
     for i, cell in enumerate(todo, 1):

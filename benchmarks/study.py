@@ -260,6 +260,7 @@ def tuning(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
         {
             "run": r["name"],
             "changed": {k: r["params"].get(k) for k in keys if r["params"].get(k) != ref.get(k)},
+            "seed": r["seed"],
             "accuracy": r["accuracy"],
         }
         for r in runs
@@ -268,19 +269,25 @@ def tuning(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def tuning_choice(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per variant, the setting (the changed params other than seeds) with the best mean
-    validation accuracy over the seeds it ran: every variant picks from the same grid, so
-    each gets the same tuning effort."""
+    validation accuracy over the seeds every setting ran: every variant picks from the same
+    grid with the same seeds, so each gets the same tuning effort. A variant is left out when
+    no seed is common to all its settings."""
     settings: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
         setting = {k: v for k, v in row["changed"].items() if not k.endswith(".seed")}
         settings[json.dumps(setting, sort_keys=True)].append(row)
     out = {}
     for v in dict.fromkeys(v for row in rows for v in row["accuracy"]):
-        means = {key: np.mean([r["accuracy"][v] for r in group if v in r["accuracy"]])
-                 for key, group in settings.items() if any(v in r["accuracy"] for r in group)}  # fmt: skip
+        ran = {key: {r["seed"]: r["accuracy"][v] for r in group if v in r["accuracy"]}
+               for key, group in settings.items()}  # fmt: skip
+        ran = {key: by_seed for key, by_seed in ran.items() if by_seed}
+        common = sorted(set.intersection(*(set(by_seed) for by_seed in ran.values())))
+        if not common:
+            log.warning("%s: no seed common to all %d settings, no choice", v, len(ran))
+            continue
+        means = {key: np.mean([by_seed[s] for s in common]) for key, by_seed in ran.items()}
         key = max(means, key=lambda k: means[k])
-        seeds = sum(v in r["accuracy"] for r in settings[key])
-        out[v] = {"setting": json.loads(key), "accuracy": float(means[key]), "seeds": seeds}
+        out[v] = {"setting": json.loads(key), "accuracy": float(means[key]), "seeds": common}
     return out
 
 
@@ -493,12 +500,13 @@ def tuning_lines(rows: list[dict[str, Any]], choice: dict[str, Any]) -> list[str
     if choice:
         lines += [
             "",
-            "Best setting per variant (mean over the seeds each setting ran; ties to the first):",
+            "Best setting per variant (mean over the seeds every setting ran; ties to the first):",
             "",
         ]
         for v, best in choice.items():
             setting = ", ".join(f"{k}={x}" for k, x in best["setting"].items()) or "the reference"
-            lines.append(f"- {v}: {setting}, {100 * best['accuracy']:.1f}% over {best['seeds']} seed(s)")
+            seeds = ", ".join(map(str, best["seeds"]))
+            lines.append(f"- {v}: {setting}, {100 * best['accuracy']:.1f}% (mean over seeds {seeds})")
     return lines
 
 

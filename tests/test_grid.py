@@ -45,6 +45,16 @@ def test_tuning_cells_give_every_variant_the_same_learning_rates_on_validation()
     assert rates == set(grid.LEARNING_RATES)
 
 
+def test_selection_cells_apply_the_signals_as_listed_on_validation_at_the_default_rate() -> None:
+    cells = grid.cells("selection", [0, 1], [])
+    assert [c.name for c in cells] == ["as_listed-s0", "as_listed-s1"]
+    params, default = _params(cells[1].overrides), _params([])
+    assert params.signals.selection == "as_listed" != default.signals.selection
+    assert params.eval.split == "val" and params.compare == ["two_stage", "ta_loop"]
+    assert params.stage2.learning_rate == default.stage2.learning_rate  # tuning's reference rate
+    assert (params.warmup.seed, params.signals.seed, params.stage2.seed) == (1, 1, 1)
+
+
 def test_a_cell_runs_the_benchmark_keeping_its_run_under_its_study() -> None:
     cell = grid.cells("map", [2], [0.3])[0]
     cmd = grid.command(cell)

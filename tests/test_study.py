@@ -223,12 +223,23 @@ def test_validation_runs_alone_give_the_tuning_table_and_each_variants_best_sett
     result = study.study(runs)
     assert set(result) == {"tuning", "tuning_choice"}
     choice = result["tuning_choice"]
-    assert choice["ft"] == {"setting": {}, "accuracy": pytest.approx(0.55), "seeds": 2}
+    assert choice["ft"] == {"setting": {}, "accuracy": pytest.approx(0.55), "seeds": [0, 1]}
     assert choice["ta_loop"] == {
         "setting": {"stage2.learning_rate": 2e-3},
         "accuracy": pytest.approx(0.65),
-        "seeds": 2,
+        "seeds": [0, 1],
     }
     text = study.markdown(result)
     assert text.startswith("# Tuning study")
-    assert "- ta_loop: stage2.learning_rate=0.002, 65.0% over 2 seed(s)" in text
+    assert "- ta_loop: stage2.learning_rate=0.002, 65.0% (mean over seeds 0, 1)" in text
+
+    # With a setting run on seed 0 only, all are compared on seed 0: 1e-3 no longer counts
+    # its seed-1 run (0.6) that 4e-3 never had the chance to match.
+    result = study.study([*runs, val(0, 4e-3, 0.54, 0.5)])
+    assert result["tuning_choice"]["ft"] == {
+        "setting": {"stage2.learning_rate": 4e-3},
+        "accuracy": pytest.approx(0.54),
+        "seeds": [0],
+    }
+    result = study.study([*runs, val(2, 4e-3, 0.9, 0.9)])
+    assert result["tuning_choice"] == {}  # no seed common to all three settings
