@@ -20,7 +20,7 @@ records the commit and whether the tree had uncommitted changes).
   two_stage and ta_loop, so each picks its rate from the same grid (benchmarks/study.py).
 - ``selection``: signals.selection as_listed (every signal applied with its designed sign)
   on the validation split, variants ft, two_stage and ta_loop; the calibrated default is
-  tuning's lr 1e-3 cell of the same seed. At the default, calibration keeps no signal, so
+  tuning's cell at the default learning rate of the same seed. At the default, calibration keeps no signal, so
   calibrated ta_loop is two_stage: this asks whether the signals help when applied anyway.
 - ``map``: the error-rate map on the test split, variants ft, two_stage, ta_loop and oracle.
 """
@@ -41,7 +41,7 @@ log = logging.getLogger("grid")
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = REPO / "reports/studies"
 LEARNING_RATES = (0.001, 0.002, 0.0005, 0.004)  # 2x steps; 4e-3 since 2e-3 was best (seed 0)
-# The default (calibrated) is tuning's lr 1e-3 cell of the same seed.
+# The default (calibrated) is tuning's cell at the default rate (2e-3) of the same seed.
 SELECTIONS = ("as_listed",)
 
 
