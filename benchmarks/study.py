@@ -291,6 +291,21 @@ def tuning_choice(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def selection(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, Any] | None:
+    """Validation runs with every signal applied at its designed sign (signals.selection
+    as_listed): ``method`` against two_stage in the same runs (the signals alone: same data,
+    schedule and seed) and against the baseline; None without such runs."""
+    listed = [r for r in runs if r["params"].get("signals.selection") == "as_listed"
+              and {method, "two_stage"} <= set(r["accuracy"])]  # fmt: skip
+    if not listed:
+        return None
+    return {
+        "runs": [r["name"] for r in listed],
+        "vs_two_stage": compare(listed, method, "two_stage"),
+        "vs_baseline": compare(listed, method, listed[0]["baseline"]),
+    }
+
+
 def _error_rate(run: dict[str, Any]) -> float | None:
     return run["params"].get("teacher.error_rate")
 
@@ -327,10 +342,16 @@ def error_rate_map(
 def study(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, Any]:
     """The tables of the module docstring. With runs at several teacher error rates, the
     error-rate map covers them all and every other table the error rate most runs have."""
-    tuned = tuning([r for r in runs if r["split"] == "val"])
+    validation = [r for r in runs if r["split"] == "val"]
+    tuned = tuning(validation)
+    listed = selection(validation, method)
     tested = [r for r in runs if r["split"] == "test"]
     if not tested:
-        return {"tuning": tuned, "tuning_choice": tuning_choice(tuned)}
+        return {
+            "tuning": tuned,
+            "tuning_choice": tuning_choice(tuned),
+            **({"selection": listed} if listed else {}),
+        }
     random_runs = [r for r in tested if r["acquisition"] == "random"]
     map_budget = max(r["budget"] for r in random_runs)  # the map spans error rates at one budget
     at_full = [r for r in random_runs if r["budget"] == map_budget]
@@ -409,7 +430,7 @@ def markdown(result: dict[str, Any]) -> str:
     if "baseline" not in result:  # validation runs only
         note = ["", result["note"]] if result.get("note") else []
         tuned = tuning_lines(result["tuning"], result["tuning_choice"])
-        return "\n".join(["# Tuning study", *note, *tuned]) + "\n"
+        return "\n".join(["# Tuning study", *note, *tuned, *selection_lines(result.get("selection"))]) + "\n"
     base = result["baseline"]
     seeds = list(result["accuracy"][base])
     lines = [
@@ -482,6 +503,25 @@ def markdown(result: dict[str, Any]) -> str:
                 f"{100 * row['active_accuracy']:.1f} | {_rel(row['active_vs_random'])} |"
             )
     return "\n".join(lines + tuning_lines(result["tuning"], result.get("tuning_choice", {}))) + "\n"
+
+
+def selection_lines(listed: dict[str, Any] | None) -> list[str]:
+    if not listed:
+        return []
+    lines = [
+        "", "## Signals applied as listed (validation)", "",
+        f"ta_loop with every signal at its designed sign, in runs {', '.join(listed['runs'])}: difference "
+        "in points (95% CI) | MDE | relative (95% CI).", "",
+        "| against | ta_loop, % | against, % | points (95% CI) | MDE | relative (95% CI) |",
+        "|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for key in ("vs_two_stage", "vs_baseline"):
+        cmp = listed[key]
+        lines.append(
+            f"| {key.removeprefix('vs_')} | {100 * cmp['mean_accuracy']:.1f} | "
+            f"{100 * cmp['baseline_mean_accuracy']:.1f} | {_cmp_cells(cmp)} |"
+        )
+    return lines
 
 
 def tuning_lines(rows: list[dict[str, Any]], choice: dict[str, Any]) -> list[str]:

@@ -243,3 +243,21 @@ def test_validation_runs_alone_give_the_tuning_table_and_each_variants_best_sett
     }
     result = study.study([*runs, val(2, 4e-3, 0.9, 0.9)])
     assert result["tuning_choice"] == {}  # no seed common to all three settings
+
+
+def test_signals_applied_as_listed_are_compared_with_two_stage_of_the_same_runs() -> None:
+    def val(seed: int, selection: str, two_stage: float, ta: float) -> dict[str, Any]:
+        return _run(seed, 96, "random", {"ft": 0.5, "two_stage": two_stage, "ta_loop": ta}, split="val",
+                    **{"signals.selection": selection, "stage2.seed": seed})  # fmt: skip
+
+    calibrated = [val(0, "calibrated", 0.5, 0.5), val(1, "calibrated", 0.6, 0.6)]
+    assert "selection" not in study.study(calibrated)
+    listed = [val(0, "as_listed", 0.5, 0.6), val(1, "as_listed", 0.6, 0.6)]
+    result = study.study([*calibrated, *listed])["selection"]
+    assert result["runs"] == [r["name"] for r in listed]
+    assert result["vs_two_stage"]["diff"] == pytest.approx(0.05)  # +10 and 0 points
+    assert result["vs_two_stage"]["diff_t_ci"][0] < 0 < result["vs_two_stage"]["diff_t_ci"][1]
+    assert result["vs_baseline"]["diff"] == pytest.approx(0.1)
+    text = study.markdown(study.study([*calibrated, *listed]))
+    assert "## Signals applied as listed (validation)" in text
+    assert "| two_stage | 60.0 | 55.0 | +5.0 (" in text
