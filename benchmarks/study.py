@@ -295,15 +295,27 @@ def selection(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, 
     """Validation runs with every signal applied at its designed sign (signals.selection
     as_listed): ``method`` against two_stage in the same runs (the signals alone: same data,
     schedule and seed) and against the baseline; None without such runs."""
-    listed = [r for r in runs if r["params"].get("signals.selection") == "as_listed"
-              and {method, "two_stage"} <= set(r["accuracy"])]  # fmt: skip
+    listed = [r for r in runs if _as_listed(r) and {method, "two_stage"} <= set(r["accuracy"])]
     if not listed:
         return None
+    setting = _setting(listed[0])
+    kept = [r for r in listed if _setting(r) == setting]
+    if len(kept) < len(listed):
+        log.warning("selection: only the runs at %s pooled, not %s", setting,
+                    [r["name"] for r in listed if r not in kept])  # fmt: skip
     return {
-        "runs": [r["name"] for r in listed],
-        "vs_two_stage": compare(listed, method, "two_stage"),
-        "vs_baseline": compare(listed, method, listed[0]["baseline"]),
+        "runs": [r["name"] for r in kept],
+        "vs_two_stage": compare(kept, method, "two_stage"),
+        "vs_baseline": compare(kept, method, kept[0]["baseline"]),
     }
+
+
+def _as_listed(run: dict[str, Any]) -> bool:
+    return run["params"].get("signals.selection") == "as_listed"
+
+
+def _setting(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in run["params"].items() if not k.endswith(".seed")}
 
 
 def _error_rate(run: dict[str, Any]) -> float | None:
@@ -343,15 +355,15 @@ def study(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, Any]
     """The tables of the module docstring. With runs at several teacher error rates, the
     error-rate map covers them all and every other table the error rate most runs have."""
     validation = [r for r in runs if r["split"] == "val"]
-    tuned = tuning(validation)
+    # The signals' selection is chosen by its own study, not as one more tuning setting.
+    tuned = tuning([r for r in validation if not _as_listed(r)])
     listed = selection(validation, method)
+    validated = {"tuning": tuned, "tuning_choice": tuning_choice(tuned)}
+    if listed:
+        validated["selection"] = listed
     tested = [r for r in runs if r["split"] == "test"]
     if not tested:
-        return {
-            "tuning": tuned,
-            "tuning_choice": tuning_choice(tuned),
-            **({"selection": listed} if listed else {}),
-        }
+        return validated
     random_runs = [r for r in tested if r["acquisition"] == "random"]
     map_budget = max(r["budget"] for r in random_runs)  # the map spans error rates at one budget
     at_full = [r for r in random_runs if r["budget"] == map_budget]
@@ -366,8 +378,7 @@ def study(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, Any]
         **seeds_table([r for r in random_runs if r["budget"] == full]),
         "budget_curve": budget_curve(random_runs, full, method),
         "acquisition": acquisition_pairs(tested),
-        "tuning": tuned,
-        "tuning_choice": tuning_choice(tuned),
+        **validated,
     }
 
 
@@ -502,7 +513,8 @@ def markdown(result: dict[str, Any]) -> str:
                 f"| {v} | {row['pairs']} | {100 * row['random_accuracy']:.1f} | "
                 f"{100 * row['active_accuracy']:.1f} | {_rel(row['active_vs_random'])} |"
             )
-    return "\n".join(lines + tuning_lines(result["tuning"], result.get("tuning_choice", {}))) + "\n"
+    tuned = tuning_lines(result["tuning"], result.get("tuning_choice", {}))
+    return "\n".join(lines + tuned + selection_lines(result.get("selection"))) + "\n"
 
 
 def selection_lines(listed: dict[str, Any] | None) -> list[str]:

@@ -47,11 +47,13 @@ def test_tuning_cells_give_every_variant_the_same_learning_rates_on_validation()
 
 def test_selection_cells_apply_the_signals_as_listed_on_validation_at_the_default_rate() -> None:
     cells = grid.cells("selection", [0, 1], [])
-    assert [c.name for c in cells] == ["as_listed-s0", "as_listed-s1"]
+    assert [c.name for c in cells] == ["as_listed-lr0.002-s0", "as_listed-lr0.002-s1"]
     params, default = _params(cells[1].overrides), _params([])
     assert params.signals.selection == "as_listed" != default.signals.selection
     assert params.eval.split == "val" and params.compare == ["two_stage", "ta_loop"]
-    assert params.stage2.learning_rate == default.stage2.learning_rate  # tuning's reference rate
+    # pinned, so a later default cannot change what a kept cell's name stands for; and one of
+    # the tuning grid's rates
+    assert "stage2.learning_rate=0.002" in cells[1].overrides and 0.002 in grid.LEARNING_RATES
     assert (params.warmup.seed, params.signals.seed, params.stage2.seed) == (1, 1, 1)
 
 

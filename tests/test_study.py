@@ -246,18 +246,42 @@ def test_validation_runs_alone_give_the_tuning_table_and_each_variants_best_sett
 
 
 def test_signals_applied_as_listed_are_compared_with_two_stage_of_the_same_runs() -> None:
-    def val(seed: int, selection: str, two_stage: float, ta: float) -> dict[str, Any]:
-        return _run(seed, 96, "random", {"ft": 0.5, "two_stage": two_stage, "ta_loop": ta}, split="val",
-                    **{"signals.selection": selection, "stage2.seed": seed})  # fmt: skip
+    def val(seed: int, selection: str, two_stage: float, ta: float, lr: float = 2e-3) -> dict[str, Any]:
+        run = _run(
+            seed,
+            96,
+            "random",
+            {"ft": 0.5, "two_stage": two_stage, "ta_loop": ta},
+            split="val",
+            **{"signals.selection": selection, "stage2.seed": seed, "stage2.learning_rate": lr},
+        )
+        return {**run, "name": f"{selection}-lr{lr:g}-s{seed}"}  # fmt: skip
 
     calibrated = [val(0, "calibrated", 0.5, 0.5), val(1, "calibrated", 0.6, 0.6)]
     assert "selection" not in study.study(calibrated)
-    listed = [val(0, "as_listed", 0.5, 0.6), val(1, "as_listed", 0.6, 0.6)]
-    result = study.study([*calibrated, *listed])["selection"]
-    assert result["runs"] == [r["name"] for r in listed]
+    # a run at another learning rate is not pooled with them
+    listed = [
+        val(0, "as_listed", 0.5, 0.6),
+        val(1, "as_listed", 0.6, 0.6),
+        val(1, "as_listed", 0.6, 0.9, 1e-3),
+    ]
+    whole = study.study([*calibrated, *listed])
+    result = whole["selection"]
+    assert result["runs"] == ["as_listed-lr0.002-s0", "as_listed-lr0.002-s1"]
+    # the selection is its own study, not one more tuning setting (ta_loop 0.9 would win there)
+    assert [row["run"] for row in whole["tuning"]] == [r["name"] for r in calibrated]
+    assert "signals.selection" not in whole["tuning_choice"]["ta_loop"]["setting"]
     assert result["vs_two_stage"]["diff"] == pytest.approx(0.05)  # +10 and 0 points
     assert result["vs_two_stage"]["diff_t_ci"][0] < 0 < result["vs_two_stage"]["diff_t_ci"][1]
     assert result["vs_baseline"]["diff"] == pytest.approx(0.1)
-    text = study.markdown(study.study([*calibrated, *listed]))
+    text = study.markdown(whole)
     assert "## Signals applied as listed (validation)" in text
     assert "| two_stage | 60.0 | 55.0 | +5.0 (" in text
+    # beside test-split runs the selection is still reported
+    tested = [
+        _run(0, 96, "random", {"ft": 0.5, "ta_loop": 0.55}),
+        _run(1, 96, "random", {"ft": 0.5, "ta_loop": 0.5}),
+    ]
+    both = study.study([*tested, *listed])
+    assert both["selection"] == result
+    assert "## Signals applied as listed (validation)" in study.markdown(both)
