@@ -545,7 +545,7 @@ def comparison_table(results: dict[str, Any]) -> str:
         if results.get(f"{copy}_overrides")
     ]
     if results.get("overrides") or own:
-        both = [f"both: `{' '.join(results['overrides'])}`"] if results["overrides"] else []
+        both = [f"both: `{' '.join(results['overrides'])}`"] if results.get("overrides") else []
         lines.append(f"Param overrides: {'; '.join(both + own)}.")
     if not results["same_teacher_replies"] or results["params_differ"]:
         same = "yes" if results["same_teacher_replies"] else "no"

@@ -165,6 +165,9 @@ def test_readme_table_with_a_baseline_shows_both_revisions(compared: dict[str, A
     assert "The workloads differ" not in table and "de-quantised" not in table
     assert "Param overrides" not in table
 
+    compared["baseline_overrides"] = ["budget.queries=192"]  # results of a run without --set
+    assert "Param overrides: baseline copy: `budget.queries=192`." in bench.readme_table(compared)
+    del compared["baseline_overrides"]
     compared |= {"overrides": ["budget.queries=192"], "new_overrides": ["teacher.error_mode=random"]}
     assert (
         "Param overrides: both: `budget.queries=192`; new copy: `teacher.error_mode=random`."
