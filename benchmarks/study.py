@@ -15,6 +15,8 @@ Each RUN_DIR holds one run's params.yaml, metrics/ and data/predictions/ (as wri
   variant (same test items, so paired);
 - tuning: runs evaluated on the validation split (eval.split: val), each with the params it
   changed against the first of them;
+- selection: validation runs with signals.selection as_listed, ta_loop against two_stage and
+  the baseline of the same runs (:func:`selection`);
 - error-rate map (issue 16), when the full-budget runs span several ``teacher.error_rate``:
   per rate, ta_loop against the baseline and against two_stage, and the recovery ratio
   against the oracle. The other parts then take the error rate most runs have.
