@@ -33,6 +33,7 @@ def test_map_cells_vary_error_rate_and_training_seeds_only() -> None:
     )  # fmt: skip
     assert params.compare == ["two_stage", "ta_loop", "oracle"] and params.eval.split == "test"
     assert params.signals.selection == grid.MAP_SELECTION == "as_listed"
+    assert params.stage2.learning_rate == grid.TUNED_RATE == default.stage2.learning_rate
 
 
 def test_tuning_cells_give_every_variant_the_same_learning_rates_on_validation() -> None:
