@@ -276,8 +276,7 @@ def tuning_choice(rows: list[dict[str, Any]]) -> dict[str, Any]:
     no seed is common to all its settings."""
     settings: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for row in rows:
-        setting = {k: v for k, v in row["changed"].items() if not k.endswith(".seed")}
-        settings[json.dumps(setting, sort_keys=True)].append(row)
+        settings[json.dumps(_without_seeds(row["changed"]), sort_keys=True)].append(row)
     out = {}
     for v in dict.fromkeys(v for row in rows for v in row["accuracy"]):
         ran = {key: {r["seed"]: r["accuracy"][v] for r in group if v in r["accuracy"]}
@@ -300,8 +299,8 @@ def selection(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, 
     listed = [r for r in runs if _as_listed(r) and {method, "two_stage"} <= set(r["accuracy"])]
     if not listed:
         return None
-    setting = _setting(listed[0])
-    kept = [r for r in listed if _setting(r) == setting]
+    setting = _without_seeds(listed[0]["params"])
+    kept = [r for r in listed if _without_seeds(r["params"]) == setting]
     if len(kept) < len(listed):
         log.warning("selection: only the runs at %s pooled, not %s", setting,
                     [r["name"] for r in listed if r not in kept])  # fmt: skip
@@ -316,8 +315,8 @@ def _as_listed(run: dict[str, Any]) -> bool:
     return run["params"].get("signals.selection") == "as_listed"
 
 
-def _setting(run: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in run["params"].items() if not k.endswith(".seed")}
+def _without_seeds(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if not k.endswith(".seed")}
 
 
 def _error_rate(run: dict[str, Any]) -> float | None:
