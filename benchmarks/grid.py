@@ -3,6 +3,8 @@
     python benchmarks/grid.py tuning [--seeds 0 1] [--commit]
     python benchmarks/grid.py selection [--seeds 0 1] [--commit]
     python benchmarks/grid.py map [--error-rates 0.2 0.3 0.4] [--seeds 0 1 2 3 4] [--commit]
+    python benchmarks/grid.py budget [--seeds 0 1 2] [--commit]
+    python benchmarks/grid.py active [--seeds 0 1 2] [--commit]
     python benchmarks/grid.py map --dry-run       # list the cells and their commands only
 
 Each cell is one `python benchmarks/run.py --set ... --keep reports/studies/<study>/<cell>`: the
@@ -24,6 +26,12 @@ records the commit and whether the tree had uncommitted changes).
   cell: this asks whether the signals harm when applied anyway.
 - ``map``: the error-rate map on the test split, variants ft, two_stage, ta_loop and oracle,
   signals applied as the selection study chose (MAP_SELECTION).
+- ``budget``: the budget curve, ft and ta_loop at 25% and 50% of the default budget
+  (CURVE_BUDGETS) at the default error rate, set up as the map's cells are; the map's cells at
+  that error rate are its 100% points.
+- ``active``: active acquisition at the default budget and error rate, ft, two_stage and
+  ta_loop, set up as the map's cells are; the map's cells at that error rate are the random
+  twins (benchmarks/study.py pairs them by seeds and budget).
 """
 
 from __future__ import annotations
@@ -51,6 +59,10 @@ TUNED_RATE = 0.002
 # By the rule fixed before the selection cells ran (README): as listed unless its whole 95%
 # interval against two_stage lay below zero; it came out -6.5 points (-38.3 to +25.3).
 MAP_SELECTION = "as_listed"
+# The budget curve and active acquisition run at the default error rate, where the map's
+# cells give their full-budget, random-acquisition points.
+CURVE_ERROR_RATE = 0.2
+CURVE_BUDGETS = (48, 96)  # 25% and 50% of the default 192 replies
 
 
 class Cell(NamedTuple):
@@ -84,8 +96,22 @@ def cells(study: str, seeds: list[int], error_rates: list[float]) -> list[Cell]:
             for seed in seeds
             for lr in LEARNING_RATES
         ]  # fmt: skip
-    variants = "compare=[two_stage, ta_loop, oracle]"
     fixed = [f"signals.selection={MAP_SELECTION}", f"stage2.learning_rate={TUNED_RATE:g}"]
+    curve = [f"teacher.error_rate={CURVE_ERROR_RATE:g}", *fixed]
+    if study == "budget":
+        return [
+            Cell(study, f"b{queries}-e{CURVE_ERROR_RATE:g}-s{seed}",
+                 [f"budget.queries={queries}", *curve, *_seeded(seed), "compare=[ta_loop]"])
+            for seed in seeds
+            for queries in CURVE_BUDGETS
+        ]  # fmt: skip
+    if study == "active":
+        return [
+            Cell(study, f"active-e{CURVE_ERROR_RATE:g}-s{seed}",
+                 ["acquisition.mode=active", *curve, *_seeded(seed), "compare=[two_stage, ta_loop]"])
+            for seed in seeds
+        ]  # fmt: skip
+    variants = "compare=[two_stage, ta_loop, oracle]"
     return [
         Cell(study, f"e{rate:g}-s{seed}", [f"teacher.error_rate={rate:g}", *fixed, *_seeded(seed), variants])
         for seed in seeds
@@ -126,13 +152,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("study", choices=["tuning", "selection", "map"])
-    parser.add_argument("--seeds", type=int, nargs="+", help="default: 0 1 (tuning, selection), 0-4 (map)")
+    parser.add_argument("study", choices=["tuning", "selection", "map", "budget", "active"])
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        help="default: 0 1 (tuning, selection), 0-2 (budget, active), 0-4 (map)",
+    )
     parser.add_argument("--error-rates", type=float, nargs="+", default=[0.2, 0.3, 0.4])
     parser.add_argument("--commit", action="store_true", help="git-commit each cell as it lands")
     parser.add_argument("--dry-run", action="store_true", help="only list the cells still to run")
     args = parser.parse_args()
-    seeds = args.seeds or ([0, 1, 2, 3, 4] if args.study == "map" else [0, 1])
+    default_seeds = {"map": [0, 1, 2, 3, 4], "budget": [0, 1, 2], "active": [0, 1, 2]}
+    seeds = args.seeds or default_seeds.get(args.study, [0, 1])
     todo = [c for c in cells(args.study, seeds, args.error_rates) if not c.out.exists()]
     log.info("%d cells to run", len(todo))
     for i, cell in enumerate(todo, 1):

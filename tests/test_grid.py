@@ -67,3 +67,31 @@ def test_a_cell_runs_the_benchmark_keeping_its_run_under_its_study() -> None:
     assert Path(cmd[cmd.index("--out") + 1]).parent == cell.out
     sets = [cmd[i + 1] for i, a in enumerate(cmd) if a == "--set"]
     assert sets == cell.overrides
+
+
+def _map_twin(cell: object) -> object:
+    """The map cell at the curve's error rate with the same training seeds."""
+    params = _params(cell.overrides)
+    twin = grid.cells("map", [params.stage2.seed], [grid.CURVE_ERROR_RATE])[0]
+    return _params(twin.overrides)
+
+
+def test_budget_cells_differ_from_their_map_twin_in_budget_and_variants_only() -> None:
+    cells = grid.cells("budget", [0, 2], [0.4])  # the map's error rates do not move the curve
+    assert [c.name for c in cells] == ["b48-e0.2-s0", "b96-e0.2-s0", "b48-e0.2-s2", "b96-e0.2-s2"]
+    full = _params([]).budget.queries
+    assert [_params(c.overrides).budget.queries / full for c in cells[:2]] == [0.25, 0.5]
+    params, twin = _params(cells[3].overrides), _map_twin(cells[3])
+    assert params.compare == ["ta_loop"] and twin.compare == ["two_stage", "ta_loop", "oracle"]
+    assert params.model_dump(exclude={"budget", "compare"}) == twin.model_dump(exclude={"budget", "compare"})
+
+
+def test_active_cells_differ_from_their_map_twin_in_acquisition_and_variants_only() -> None:
+    cells = grid.cells("active", [1], [])
+    assert [c.name for c in cells] == ["active-e0.2-s1"]
+    params, twin = _params(cells[0].overrides), _map_twin(cells[0])
+    assert (params.acquisition.mode, twin.acquisition.mode) == ("active", "random")
+    assert params.compare == ["two_stage", "ta_loop"]
+    assert params.model_dump(exclude={"acquisition", "compare"}) == twin.model_dump(
+        exclude={"acquisition", "compare"}
+    )
