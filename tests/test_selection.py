@@ -326,3 +326,9 @@ def test_a_one_stage_variant_weights_replies_by_the_base_students_signals(raw_pa
     del signals[("q3", 0)]["base_sc"]
     with pytest.raises(KeyError, match="base_sc"):
         plan_variant(params, "ta_loop_one_stage", replies, signals, prompts, plan)
+
+
+@pytest.mark.parametrize("sign", [0, 2, -1.5])
+def test_a_signal_plan_refuses_a_sign_other_than_plus_or_minus_one(sign: float) -> None:
+    with pytest.raises(ValueError, match="signal signs must be"):
+        SignalPlan("mean_logprob", {"self_consistency": 1, "ta_teacher": sign})  # type: ignore[dict-item]

@@ -298,3 +298,11 @@ def test_sureness_ranks_the_ta_measure_within_task() -> None:
     }
     sure = sureness_by_question(scored, signals, "ta_student_mean_logprob")
     assert sure == pytest.approx({"q0": 0.5, "q1": 0.75, "q2": 0.5, "q3": 0.0, "q4": 0.5})
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("-inf")])
+def test_sureness_refuses_a_ta_score_that_is_not_finite_naming_the_question(bad: float) -> None:
+    scored = [Example(f"q{i}", "a", "?", "1", {}) for i in range(3)]
+    signals = {f"q{i}": {"sc": 0.5, "ta_student_mean_logprob": t} for i, t in enumerate([-1.0, bad, -2.0])}
+    with pytest.raises(ValueError, match="ta_student_mean_logprob is not finite for question q1"):
+        sureness_by_question(scored, signals, "ta_student_mean_logprob")

@@ -84,6 +84,10 @@ def sureness_by_question(
     by_task: dict[str, list[str]] = defaultdict(list)
     for ex in scored:
         by_task[ex.task].append(ex.id)
+    for ex in scored:
+        if not math.isfinite(signals[ex.id][ta_column]):
+            # A NaN would rank every question of its task as NaN and leave the order to chance.
+            raise ValueError(f"{ta_column} is not finite for question {ex.id} ({ex.task})")
     sure = {}
     for ids in by_task.values():
         ranks = rank_normalise([signals[i][ta_column] for i in ids])

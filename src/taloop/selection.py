@@ -36,6 +36,12 @@ class SignalPlan:
     signs: dict[str, int] = field(default_factory=dict)
     combine: Literal["mean", "gate"] = "mean"
 
+    def __post_init__(self) -> None:
+        # Usefulness reads any sign but +1 as reversed: a 0 must not pass for -1.
+        bad = {s: v for s, v in self.signs.items() if v not in (1, -1)}
+        if bad:
+            raise ValueError(f"signal signs must be +1 or -1 (a left-out signal has no entry): {bad}")
+
 
 def rank_normalise(values: Sequence[float]) -> np.ndarray:
     """Average ranks mapped to [0, 1] (ties share a rank; a single value maps to 0.5)."""
