@@ -306,6 +306,7 @@ def selection(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, 
                     [r["name"] for r in listed if r not in kept])  # fmt: skip
     return {
         "runs": [r["name"] for r in kept],
+        "baseline": kept[0]["baseline"],
         "vs_two_stage": compare(kept, method, "two_stage"),
         "vs_baseline": compare(kept, method, kept[0]["baseline"]),
     }
@@ -528,10 +529,10 @@ def selection_lines(listed: dict[str, Any] | None) -> list[str]:
         "| against | ta_loop, % | against, % | points (95% CI) | MDE | relative (95% CI) |",
         "|---|---|---|---|---|---|",
     ]  # fmt: skip
-    for key in ("vs_two_stage", "vs_baseline"):
+    for key, against in (("vs_two_stage", "two_stage"), ("vs_baseline", listed["baseline"])):
         cmp = listed[key]
         lines.append(
-            f"| {key.removeprefix('vs_')} | {100 * cmp['mean_accuracy']:.1f} | "
+            f"| {against} | {100 * cmp['mean_accuracy']:.1f} | "
             f"{100 * cmp['baseline_mean_accuracy']:.1f} | {_cmp_cells(cmp)} |"
         )
     return lines

@@ -277,6 +277,7 @@ def test_signals_applied_as_listed_are_compared_with_two_stage_of_the_same_runs(
     text = study.markdown(whole)
     assert "## Signals applied as listed (validation)" in text
     assert "| two_stage | 60.0 | 55.0 | +5.0 (" in text
+    assert "| ft | 60.0 | 50.0 | +10.0 (" in text  # the baseline row is named by its variant
     # beside test-split runs the selection is still reported
     tested = [
         _run(0, 96, "random", {"ft": 0.5, "ta_loop": 0.55}),
