@@ -187,6 +187,10 @@ def test_extract_relation(text: str, expected: str) -> None:
         ("1/0", None),
         # Six decimals: 2.0000001 prints as "2.000000", which drops its zeros and its point.
         ("2.0000001", "2"),
+        # A tiny negative rounds to zero, not to "-0", which would not match a gold "0".
+        ("-0.0000001", "0"),
+        ("-0.0", "0"),
+        ("-2.5", "-2.5"),
         ("twelve", None),
         # Not finite numbers.
         ("nan", None),

@@ -58,6 +58,8 @@ def normalize_number(raw: str) -> str | None:
         return None
     if value != value or value in (float("inf"), float("-inf")):
         return None
+    # Compared at six decimals; + 0.0 turns the -0.0 that rounding a tiny negative gives into 0.
+    value = round(value, 6) + 0.0
     if value.is_integer():
         return str(int(value))
     return f"{value:.6f}".rstrip("0").rstrip(".")
