@@ -146,6 +146,24 @@ def test_judge_is_p_yes_over_p_yes_plus_no_on_the_prompt_as_rendered(
     assert got == pytest.approx(want, abs=1e-5)
 
 
+def test_judge_scores_an_item_alike_alone_and_left_padded_beside_a_longer_one(tiny: tuple[Any, Any]) -> None:
+    # GPT-2 adds absolute position embeddings: a left-padded row must get the positions it has
+    # alone, or its score depends on its batch neighbours.
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    _, tok = tiny
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tok), n_positions=512, n_embd=32, n_layer=2, n_head=4)
+    model = GPT2LMHeadModel(config).eval()
+    long_answer = "Let me count.\n" * 6 + "The answer is 4."
+    alone = judge_confidence(model, copy.deepcopy(tok), QUESTIONS[:1], ANSWERS[:1], batch_size=1)
+    padded = judge_confidence(
+        model, copy.deepcopy(tok), [QUESTIONS[0], QUESTIONS[0]], [ANSWERS[0], long_answer], batch_size=2
+    )
+    assert padded[0] == pytest.approx(alone[0], abs=1e-6)
+    assert padded[1] != pytest.approx(padded[0], abs=1e-6)  # the two rows do differ
+
+
 def test_judge_refuses_questions_and_outputs_of_different_lengths(tiny: tuple[Any, Any]) -> None:
     model, tok = tiny
     with pytest.raises(ValueError):

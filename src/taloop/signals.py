@@ -308,8 +308,11 @@ def judge_confidence(
             enc = tok(
                 texts[start : start + batch_size], return_tensors="pt", padding=True, add_special_tokens=False
             )
+            # Positions count real tokens only, as in an unpadded pass: left padding would
+            # otherwise shift them, which models with absolute position embeddings (GPT-2) read.
+            positions = (enc["attention_mask"].cumsum(-1) - 1).clamp_min(0)
             with torch.inference_mode():
-                logits = model(**enc, logits_to_keep=1).logits[:, -1, :].float()
+                logits = model(**enc, position_ids=positions, logits_to_keep=1).logits[:, -1, :].float()
             pair = torch.softmax(logits[:, [yes, no]], dim=-1)
             scores.extend(pair[:, 0].tolist())
     return scores
