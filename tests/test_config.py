@@ -10,6 +10,7 @@ import yaml
 
 from taloop.config import ConfigError, load_params, validate_params
 from taloop.profiles import apply_profile
+from taloop.tasks.splits import make_splits
 
 from .conftest import REPO
 
@@ -228,3 +229,19 @@ def test_cli_reports_broken_yaml(tmp_path: Path) -> None:
     result = _run_validator(path)
     assert result.returncode != 0
     assert "YAML" in result.stderr
+
+
+@pytest.mark.parametrize("profile", ["test", "study"])
+def test_a_profile_draws_its_splits_of_distinct_questions(profile: str, tmp_path: Path) -> None:
+    # Validation alone passed a study profile asking leg_counting for 470 distinct questions
+    # of the 148 its default generator settings have; `dvc repro` then failed in prepare_data.
+    target = tmp_path / "params.yaml"
+    target.write_text((REPO / "params.yaml").read_text())
+    data = validate_params(apply_profile(profile, target, REPO / "profiles")).data
+    splits = make_splits(data)
+    for split, per_task in (
+        ("train", data.train_per_task),
+        ("val", data.val_per_task),
+        ("test", data.test_per_task),
+    ):
+        assert len(splits[split]) == per_task * len(data.tasks), split
