@@ -66,6 +66,9 @@ def headroom_figure(summary: dict[str, Any]) -> str:
     return _svg(fig)
 
 
+RECOVERY_CLIP = 3.0  # the recovery axis's range: wider bounds, and unbounded ones, end at its edge
+
+
 def map_figure(rows: list[dict[str, Any]]) -> str:
     """Accuracy per variant against error rate with seed t-intervals, and the recovery ratio
     with its joint-bootstrap interval."""
@@ -85,17 +88,27 @@ def map_figure(rows: list[dict[str, Any]]) -> str:
     with_rec = [r for r in rows if r["recovery"] and r["recovery"]["ratio"] is not None]
     if with_rec:
         ratios = [r["recovery"]["ratio"] for r in with_rec]
+        # An unbounded side (None) is drawn to the edge of the plot.
+        lows = [
+            -RECOVERY_CLIP if r["recovery"]["ci_low"] is None else r["recovery"]["ci_low"] for r in with_rec
+        ]
+        highs = [
+            RECOVERY_CLIP if r["recovery"]["ci_high"] is None else r["recovery"]["ci_high"] for r in with_rec
+        ]
         rec.errorbar(
             [r["error_rate"] for r in with_rec], ratios,
-            yerr=[[x - r["recovery"]["ci_low"] for x, r in zip(ratios, with_rec, strict=True)],
-                  [r["recovery"]["ci_high"] - x for x, r in zip(ratios, with_rec, strict=True)]],
+            yerr=[[x - lo for x, lo in zip(ratios, lows, strict=True)],
+                  [hi - x for x, hi in zip(ratios, highs, strict=True)]],
             marker="o", capsize=3,
         )  # fmt: skip
     rec.axhline(0, color="grey", linewidth=0.8)
     rec.axhline(1, color="grey", linewidth=0.8, linestyle=":")
+    rec.set_ylim(-RECOVERY_CLIP, RECOVERY_CLIP)
     rec.set_xticks(rates)
     rec.set_xlabel("teacher error rate")
-    rec.set_ylabel("recovery (ta_loop - ft) / (oracle - ft)")
+    rec.set_ylabel(
+        f"recovery (ta_loop - ft) / (oracle - ft)\n(95% CI; bars at +-{RECOVERY_CLIP:g}: unbounded)"
+    )
     return _svg(fig)
 
 

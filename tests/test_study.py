@@ -206,6 +206,10 @@ def test_studies_page_is_self_contained_with_a_figure_per_study(tmp_path: Path) 
     assert page.count("<svg") == 2  # the map (two panels, one figure) and the budget curve
     assert "| 0.2 | 2 |" in page and "not been run yet" not in page
     assert "<script" not in page and "<link" not in page and "src=" not in page
+    unbounded = json.loads(json.dumps(result))
+    unbounded["error_rate_map"][0]["recovery"].update(ci_low=None, ci_high=None)  # drawn to the edge
+    (tmp_path / "effect_size.json").write_text(json.dumps(unbounded))
+    assert figures.page(tmp_path).count("<svg") == 2
     (tmp_path / "effect_size.json").write_text(
         json.dumps({**result, "error_rate_map": result["error_rate_map"][:1]})
     )
@@ -286,3 +290,27 @@ def test_signals_applied_as_listed_are_compared_with_two_stage_of_the_same_runs(
     both = study.study([*tested, *listed])
     assert both["selection"] == result
     assert "## Signals applied as listed (validation)" in study.markdown(both)
+
+
+def test_recovery_interval_is_unbounded_not_nan_when_the_oracle_gains_nothing() -> None:
+    # oracle == ft item for item: every resample's oracle gain is 0, so no ratio is excluded
+    runs = _seed_runs([0.10, 0.05])
+    for r in runs:
+        r["correct"]["oracle"] = r["correct"]["ft"].copy()
+        r["accuracy"]["oracle"] = r["accuracy"]["ft"]
+    result = study.recovery(runs, "ta_loop", "ft", "oracle")
+    assert result["ratio"] is None
+    assert (result["ci_low"], result["ci_high"]) == (None, None)
+
+
+def test_ratio_interval_inverts_the_test_of_num_minus_r_times_den() -> None:
+    rng = np.random.default_rng(0)
+    den = rng.normal(0.2, 0.02, 4000)  # far from zero: a bounded interval
+    num = 0.5 * den + rng.normal(0.0, 0.01, 4000)
+    low, high = study.ratio_interval(num, den)
+    assert low is not None and high is not None and low < 0.5 < high
+    # at each bound, 0 sits at the edge of the percentile interval of num - r * den
+    for bound, edge in ((low, 2.5), (high, 97.5)):
+        assert np.percentile(num - bound * den, edge) == pytest.approx(0.0, abs=2e-3)
+    # a denominator whose interval spans zero leaves the ratio unbounded
+    assert study.ratio_interval(num, rng.normal(0.0, 0.02, 4000)) == (None, None)
