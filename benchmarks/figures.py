@@ -66,7 +66,7 @@ def headroom_figure(summary: dict[str, Any]) -> str:
     return _svg(fig)
 
 
-RECOVERY_CLIP = 3.0  # the recovery axis's range: wider bounds, and unbounded ones, end at its edge
+RECOVERY_EDGE = 3.0  # the recovery axis reaches at least this far, further for wider intervals
 
 
 def map_figure(rows: list[dict[str, Any]]) -> str:
@@ -88,27 +88,24 @@ def map_figure(rows: list[dict[str, Any]]) -> str:
     with_rec = [r for r in rows if r["recovery"] and r["recovery"]["ratio"] is not None]
     if with_rec:
         ratios = [r["recovery"]["ratio"] for r in with_rec]
-        # An unbounded side (None) is drawn to the edge of the plot.
-        lows = [
-            -RECOVERY_CLIP if r["recovery"]["ci_low"] is None else r["recovery"]["ci_low"] for r in with_rec
+        bounds = [(r["recovery"]["ci_low"], r["recovery"]["ci_high"]) for r in with_rec]
+        finite = [abs(x) for x in ratios + [b for pair in bounds for b in pair] if x is not None]
+        edge = 1.05 * max([RECOVERY_EDGE, *finite])
+        # An unbounded side (None) is drawn to the edge of the plot; max(0, ...) keeps a point
+        # that falls outside its own interval from giving matplotlib a negative bar.
+        below = [
+            max(0.0, x - (-edge if lo is None else lo)) for x, (lo, _) in zip(ratios, bounds, strict=True)
         ]
-        highs = [
-            RECOVERY_CLIP if r["recovery"]["ci_high"] is None else r["recovery"]["ci_high"] for r in with_rec
+        above = [
+            max(0.0, (edge if hi is None else hi) - x) for x, (_, hi) in zip(ratios, bounds, strict=True)
         ]
-        rec.errorbar(
-            [r["error_rate"] for r in with_rec], ratios,
-            yerr=[[x - lo for x, lo in zip(ratios, lows, strict=True)],
-                  [hi - x for x, hi in zip(ratios, highs, strict=True)]],
-            marker="o", capsize=3,
-        )  # fmt: skip
+        rec.errorbar([r["error_rate"] for r in with_rec], ratios, yerr=[below, above], marker="o", capsize=3)
+        rec.set_ylim(-edge, edge)
     rec.axhline(0, color="grey", linewidth=0.8)
     rec.axhline(1, color="grey", linewidth=0.8, linestyle=":")
-    rec.set_ylim(-RECOVERY_CLIP, RECOVERY_CLIP)
     rec.set_xticks(rates)
     rec.set_xlabel("teacher error rate")
-    rec.set_ylabel(
-        f"recovery (ta_loop - ft) / (oracle - ft)\n(95% CI; bars at +-{RECOVERY_CLIP:g}: unbounded)"
-    )
+    rec.set_ylabel("recovery (ta_loop - ft) / (oracle - ft)\n(95% CI; to the plot's edge: unbounded)")
     return _svg(fig)
 
 

@@ -143,27 +143,40 @@ def compare(runs: list[dict[str, Any]], variant: str, baseline: str, seed: int =
     }
 
 
-# Ratios tried by :func:`ratio_interval`; a bound at the edge of this range is reported as
-# unbounded. Recovery ratios beyond +-10 (ten times the oracle's gain) say nothing more.
-RATIO_GRID = np.linspace(-10.0, 10.0, 4001)
-
-
 def ratio_interval(num: np.ndarray, den: np.ndarray) -> tuple[float | None, float | None]:
     """95% confidence bounds for the ratio of mean(num) to mean(den) from their joint
-    resamples, by inverting a test, as Fieller's interval does: a ratio r is kept when 0 lies
-    within the 2.5-97.5 percentiles of num - r * den. Percentiles of the resampled ratios
-    themselves break down when den can be near zero (a resample with den = 0 gives inf or
-    nan, and the interval came out as "nan to 11"); this set is then honestly wide. A bound
-    that reaches the edge of :data:`RATIO_GRID` is None: unbounded on that side (the set
-    may also have a gap, when den's own interval spans zero; only its outer bounds are
-    kept)."""
-    lo, hi = np.percentile(num[None, :] - RATIO_GRID[:, None] * den[None, :], [2.5, 97.5], axis=1)
-    kept = RATIO_GRID[(lo <= 0) & (hi >= 0)]
-    if kept.size == 0:
+    resamples, by inverting a test, as Fieller's interval does: a ratio r is in the set when 0
+    lies within the 2.5-97.5 percentiles of num - r * den. Percentiles of the resampled ratios
+    themselves break down when den can be near zero (a resample with den = 0 gives inf or nan:
+    the interval came out as "nan to 11").
+
+    When den's own 95% interval excludes zero, each percentile of num - r * den is monotone in
+    r (for den > 0, decreasing), so the set is one interval whose ends, the roots of the 2.5th
+    and the 97.5th percentile, are found by bisection. When it includes zero, the set reaches
+    to infinity (the whole line, or two rays around a gap): (None, None), unbounded."""
+    den_low, den_high = np.percentile(den, [2.5, 97.5])
+    if den_low <= 0 <= den_high:
         return None, None
-    low = None if kept[0] == RATIO_GRID[0] else float(kept[0])
-    high = None if kept[-1] == RATIO_GRID[-1] else float(kept[-1])
-    return low, high
+    if den_high < 0:  # the same ratio over a positive denominator
+        num, den = -num, -den
+
+    def root(q: float) -> float | None:
+        """Where the q-th percentile of num - r * den (decreasing in r) crosses zero; None when
+        it does not within +-2**60 (the few resamples with den <= 0 can hold a percentile up)."""
+        at = lambda r: float(np.percentile(num - r * den, q))  # noqa: E731
+        low, high = -1.0, 1.0
+        for _ in range(60):
+            if at(low) >= 0 and at(high) <= 0:
+                break
+            low, high = (low * 2 if at(low) < 0 else low), (high * 2 if at(high) > 0 else high)
+        else:
+            return None
+        for _ in range(60):
+            mid = (low + high) / 2
+            low, high = (mid, high) if at(mid) > 0 else (low, mid)
+        return (low + high) / 2
+
+    return root(2.5), root(97.5)
 
 
 def recovery(
@@ -172,14 +185,15 @@ def recovery(
     """The recovery ratio (method - baseline) / (oracle - baseline) of mean accuracies: the share
     of the gain from dropping every wrong teacher reply that ``method`` gets without gold
     answers, with the 95% bounds of :func:`ratio_interval` over the joint resamples (None:
-    unbounded on that side). The ratio is unstable when the oracle's gain is near zero, so
+    unbounded). The ratio is unstable when the oracle's gain is near zero, so
     the oracle's gain and its interval are reported beside it."""
     boot = _accuracy_resamples(runs, [method, baseline, oracle], seed)
     mean = {v: float(np.mean([r["accuracy"][v] for r in runs])) for v in (method, baseline, oracle)}
     headroom = mean[oracle] - mean[baseline]
     ratio = ratio_interval(boot[method] - boot[baseline], boot[oracle] - boot[baseline])
     return {
-        "ratio": (mean[method] - mean[baseline]) / headroom if headroom else None,
+        # An exact 0 can come out as a rounding residue of the two means (1e-17).
+        "ratio": (mean[method] - mean[baseline]) / headroom if abs(headroom) > 1e-9 else None,
         "ci_low": ratio[0],
         "ci_high": ratio[1],
         "oracle_gain": headroom,

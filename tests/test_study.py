@@ -208,6 +208,11 @@ def test_studies_page_is_self_contained_with_a_figure_per_study(tmp_path: Path) 
     assert "<script" not in page and "<link" not in page and "src=" not in page
     unbounded = json.loads(json.dumps(result))
     unbounded["error_rate_map"][0]["recovery"].update(ci_low=None, ci_high=None)  # drawn to the edge
+    # a point beyond the default axis, with one side unbounded, and one outside its own interval
+    unbounded["error_rate_map"][1]["recovery"].update(ratio=4.0, ci_low=1.2, ci_high=None)
+    (tmp_path / "effect_size.json").write_text(json.dumps(unbounded))
+    assert figures.page(tmp_path).count("<svg") == 2
+    unbounded["error_rate_map"][1]["recovery"].update(ratio=4.0, ci_low=0.5, ci_high=3.5)
     (tmp_path / "effect_size.json").write_text(json.dumps(unbounded))
     assert figures.page(tmp_path).count("<svg") == 2
     (tmp_path / "effect_size.json").write_text(
@@ -311,6 +316,19 @@ def test_ratio_interval_inverts_the_test_of_num_minus_r_times_den() -> None:
     assert low is not None and high is not None and low < 0.5 < high
     # at each bound, 0 sits at the edge of the percentile interval of num - r * den
     for bound, edge in ((low, 2.5), (high, 97.5)):
-        assert np.percentile(num - bound * den, edge) == pytest.approx(0.0, abs=2e-3)
-    # a denominator whose interval spans zero leaves the ratio unbounded
-    assert study.ratio_interval(num, rng.normal(0.0, 0.02, 4000)) == (None, None)
+        assert np.percentile(num - bound * den, edge) == pytest.approx(0.0, abs=1e-9)
+    # the same ratio over negative resamples
+    assert study.ratio_interval(-num, -den) == pytest.approx((low, high))
+    # an exact ratio: an interval of width zero, not an empty set read as unbounded
+    assert study.ratio_interval(0.3 * den, den) == pytest.approx((0.3, 0.3))
+
+
+def test_ratio_interval_is_unbounded_when_the_denominator_may_be_zero() -> None:
+    rng = np.random.default_rng(1)
+    # den's 95% interval just spans zero; the set then holds r = -100 too (two rays), which a
+    # search over a finite range of ratios missed, reporting "4.34 to +inf"
+    den, num = rng.normal(0.1, 0.06, 2000), rng.normal(1.0, 0.1, 2000)
+    assert np.percentile(den, 2.5) < 0 < np.percentile(den, 97.5)
+    lo, hi = np.percentile(num + 100 * den, [2.5, 97.5])
+    assert lo <= 0 <= hi  # r = -100 is in the set
+    assert study.ratio_interval(num, den) == (None, None)
