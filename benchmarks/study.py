@@ -150,9 +150,10 @@ def ratio_interval(num: np.ndarray, den: np.ndarray) -> tuple[float | None, floa
     themselves break down when den can be near zero (a resample with den = 0 gives inf or nan:
     the interval came out as "nan to 11").
 
-    When den's own 95% interval excludes zero, each percentile of num - r * den is monotone in
-    r (for den > 0, decreasing), so the set is one interval whose ends, the roots of the 2.5th
-    and the 97.5th percentile, are found by bisection. When it includes zero, the set reaches
+    When den's own 95% interval excludes zero, each percentile of num - r * den decreases in r
+    (for den > 0; strictly so when every resample's den is positive, near enough when a few
+    are not), so the set is one interval whose ends, the roots of the 2.5th and the 97.5th
+    percentile, are found by bisection. When it includes zero, the set reaches
     to infinity (the whole line, or two rays around a gap): (None, None), unbounded."""
     den_low, den_high = np.percentile(den, [2.5, 97.5])
     if den_low <= 0 <= den_high:
