@@ -38,7 +38,7 @@ import yaml
 
 from taloop import logs
 from taloop.io import read_json, read_jsonl
-from taloop.metrics import mde_paired, resample_indices, seed_interval
+from taloop.metrics import mde_paired, percentile_interval, ratio_interval, resample_indices, seed_interval
 from taloop.profiles import flatten
 
 log = logging.getLogger("study")
@@ -94,11 +94,6 @@ def _accuracy_resamples(runs: list[dict[str, Any]], variants: list[str], seed: i
     return out
 
 
-def _interval(values: np.ndarray) -> tuple[float, float]:
-    lo, hi = np.nanpercentile(values, [2.5, 97.5])
-    return float(lo), float(hi)
-
-
 def compare(runs: list[dict[str, Any]], variant: str, baseline: str, seed: int = 0) -> dict[str, Any]:
     """``variant`` against ``baseline`` over runs that differ only in their training seeds.
 
@@ -109,14 +104,15 @@ def compare(runs: list[dict[str, Any]], variant: str, baseline: str, seed: int =
     t-test over as many seeds detects with 80% power at the observed spread; ``mde_items``:
     the same for one seed's exact McNemar test on its items (the mean over seeds of each
     seed's, at its observed disagreement). The relative change is mean(variant) /
-    mean(baseline) - 1, with the joint bootstrap's interval."""
+    mean(baseline) - 1, with :func:`~taloop.metrics.ratio_interval`'s bounds over the joint
+    resamples (None: unbounded, where the baseline's accuracy may be 0)."""
     a = np.array([r["accuracy"][variant] for r in runs])
     b = np.array([r["accuracy"][baseline] for r in runs])
     seeds = seed_interval(a - b)
     boot = _accuracy_resamples(runs, [variant, baseline], seed)
-    diff_boot = _interval(boot[variant] - boot[baseline])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel_boot = _interval(boot[variant] / boot[baseline] - 1)
+    diff_boot = percentile_interval(boot[variant] - boot[baseline])
+    # variant / baseline - 1 is the ratio of the difference to the baseline
+    rel_boot = ratio_interval(boot[variant] - boot[baseline], boot[baseline])
     item_mdes = [
         mde_paired(len(r["ids"]), float((r["correct"][variant] != r["correct"][baseline]).mean()))
         for r in runs
@@ -143,43 +139,6 @@ def compare(runs: list[dict[str, Any]], variant: str, baseline: str, seed: int =
     }
 
 
-def ratio_interval(num: np.ndarray, den: np.ndarray) -> tuple[float | None, float | None]:
-    """95% confidence bounds for the ratio of mean(num) to mean(den) from their joint
-    resamples, by inverting a test, as Fieller's interval does: a ratio r is in the set when 0
-    lies within the 2.5-97.5 percentiles of num - r * den. Percentiles of the resampled ratios
-    themselves break down when den can be near zero (a resample with den = 0 gives inf or nan:
-    the interval came out as "nan to 11").
-
-    When den's own 95% interval excludes zero, each percentile of num - r * den decreases in r
-    (for den > 0; strictly so when every resample's den is positive, near enough when a few
-    are not), so the set is one interval whose ends, the roots of the 2.5th and the 97.5th
-    percentile, are found by bisection. When it includes zero, the set reaches
-    to infinity (the whole line, or two rays around a gap): (None, None), unbounded."""
-    den_low, den_high = np.percentile(den, [2.5, 97.5])
-    if den_low <= 0 <= den_high:
-        return None, None
-    if den_high < 0:  # the same ratio over a positive denominator
-        num, den = -num, -den
-
-    def root(q: float) -> float | None:
-        """Where the q-th percentile of num - r * den (decreasing in r) crosses zero; None when
-        it does not within +-2**60 (the few resamples with den <= 0 can hold a percentile up)."""
-        at = lambda r: float(np.percentile(num - r * den, q))  # noqa: E731
-        low, high = -1.0, 1.0
-        for _ in range(60):
-            if at(low) >= 0 and at(high) <= 0:
-                break
-            low, high = (low * 2 if at(low) < 0 else low), (high * 2 if at(high) > 0 else high)
-        else:
-            return None
-        for _ in range(60):
-            mid = (low + high) / 2
-            low, high = (mid, high) if at(mid) > 0 else (low, mid)
-        return (low + high) / 2
-
-    return root(2.5), root(97.5)
-
-
 def recovery(
     runs: list[dict[str, Any]], method: str, baseline: str, oracle: str, seed: int = 0
 ) -> dict[str, Any]:
@@ -198,7 +157,7 @@ def recovery(
         "ci_low": ratio[0],
         "ci_high": ratio[1],
         "oracle_gain": headroom,
-        "oracle_gain_ci": list(_interval(boot[oracle] - boot[baseline])),
+        "oracle_gain_ci": list(percentile_interval(boot[oracle] - boot[baseline])),
     }
 
 
@@ -425,10 +384,9 @@ def study(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, Any]
 def _rel(cmp: dict[str, Any]) -> str:
     if cmp["mean_relative_improvement"] is None:
         return "undefined (baseline at 0%)"
-    return (
-        f"{100 * cmp['mean_relative_improvement']:+.1f}% ({100 * cmp['ci_low']:+.1f}% to "
-        f"{100 * cmp['ci_high']:+.1f}%)"
-    )
+    low = "-inf" if cmp["ci_low"] is None else f"{100 * cmp['ci_low']:+.1f}%"
+    high = "+inf" if cmp["ci_high"] is None else f"{100 * cmp['ci_high']:+.1f}%"
+    return f"{100 * cmp['mean_relative_improvement']:+.1f}% ({low} to {high})"
 
 
 def _points(cmp: dict[str, Any]) -> str:

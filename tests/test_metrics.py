@@ -20,6 +20,7 @@ from taloop.metrics import (
     mde_paired,
     paired_comparison,
     rank_flag_auc,
+    ratio_interval,
     resample_indices,
     seed_interval,
 )
@@ -486,3 +487,29 @@ def test_a_missing_confidence_leaves_its_group_without_auc_or_interval() -> None
     # u alone is pooled: 0.2 < 0.8, and every resample that keeps both of its rows agrees
     assert out["per_group"]["u"] == {"auc": 1.0, "ci_low": 1.0, "ci_high": 1.0, "n": 2, "wrong": 1}
     assert (out["auc"], out["ci_low"], out["ci_high"], out["groups_used"]) == (1.0, 1.0, 1.0, 1)
+
+
+def test_ratio_interval_inverts_the_test_of_num_minus_r_times_den() -> None:
+    rng = np.random.default_rng(0)
+    den = rng.normal(0.2, 0.02, 4000)  # far from zero: a bounded interval
+    num = 0.5 * den + rng.normal(0.0, 0.01, 4000)
+    low, high = ratio_interval(num, den)
+    assert low is not None and high is not None and low < 0.5 < high
+    # at each bound, 0 sits at the edge of the percentile interval of num - r * den
+    for bound, edge in ((low, 2.5), (high, 97.5)):
+        assert np.percentile(num - bound * den, edge) == pytest.approx(0.0, abs=1e-9)
+    # the same ratio over negative resamples
+    assert ratio_interval(-num, -den) == pytest.approx((low, high))
+    # an exact ratio: an interval of width zero, not an empty set read as unbounded
+    assert ratio_interval(0.3 * den, den) == pytest.approx((0.3, 0.3))
+
+
+def test_ratio_interval_is_unbounded_when_the_denominator_may_be_zero() -> None:
+    rng = np.random.default_rng(1)
+    # den's 95% interval just spans zero; the set then holds r = -100 too (two rays), which a
+    # search over a finite range of ratios missed, reporting "4.34 to +inf"
+    den, num = rng.normal(0.1, 0.06, 2000), rng.normal(1.0, 0.1, 2000)
+    assert np.percentile(den, 2.5) < 0 < np.percentile(den, 97.5)
+    lo, hi = np.percentile(num + 100 * den, [2.5, 97.5])
+    assert lo <= 0 <= hi  # r = -100 is in the set
+    assert ratio_interval(num, den) == (None, None)

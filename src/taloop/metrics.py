@@ -182,13 +182,50 @@ def rank_flag_auc(is_wrong: np.ndarray, confidence: np.ndarray) -> np.ndarray:
     return auc
 
 
-def _interval(values: np.ndarray) -> tuple[float | None, float | None]:
+def percentile_interval(values: np.ndarray) -> tuple[float | None, float | None]:
     """95% percentile interval over the resamples where the statistic exists."""
     kept = values[~np.isnan(values)]
     if kept.size == 0:
         return None, None
     lo, hi = np.percentile(kept, [2.5, 97.5])
     return float(lo), float(hi)
+
+
+def ratio_interval(num: np.ndarray, den: np.ndarray) -> tuple[float | None, float | None]:
+    """95% confidence bounds for the ratio of mean(num) to mean(den) from their joint
+    resamples, by inverting a test, as Fieller's interval does: a ratio r is in the set when 0
+    lies within the 2.5-97.5 percentiles of num - r * den. Percentiles of the resampled ratios
+    themselves break down when den can be near zero (a resample with den = 0 gives inf or nan:
+    the interval came out as "nan to 11").
+
+    When den's own 95% interval excludes zero, each percentile of num - r * den decreases in r
+    (for den > 0; strictly so when every resample's den is positive, near enough when a few
+    are not), so the set is one interval whose ends, the roots of the 2.5th and the 97.5th
+    percentile, are found by bisection. When it includes zero, the set reaches
+    to infinity (the whole line, or two rays around a gap): (None, None), unbounded."""
+    den_low, den_high = np.percentile(den, [2.5, 97.5])
+    if den_low <= 0 <= den_high:
+        return None, None
+    if den_high < 0:  # the same ratio over a positive denominator
+        num, den = -num, -den
+
+    def root(q: float) -> float | None:
+        """Where the q-th percentile of num - r * den (decreasing in r) crosses zero; None when
+        it does not within +-2**60 (the few resamples with den <= 0 can hold a percentile up)."""
+        at = lambda r: float(np.percentile(num - r * den, q))  # noqa: E731
+        low, high = -1.0, 1.0
+        for _ in range(60):
+            if at(low) >= 0 and at(high) <= 0:
+                break
+            low, high = (low * 2 if at(low) < 0 else low), (high * 2 if at(high) > 0 else high)
+        else:
+            return None
+        for _ in range(60):
+            mid = (low + high) / 2
+            low, high = (mid, high) if at(mid) > 0 else (low, mid)
+        return (low + high) / 2
+
+    return root(2.5), root(97.5)
 
 
 def grouped_flag_auc(
@@ -219,7 +256,7 @@ def grouped_flag_auc(
         point = float(rank_flag_auc(wrong[members][None], conf[members][None])[0])
         resampled = rank_flag_auc(wrong[idx[:, members]], conf[idx[:, members]])
         defined = not math.isnan(point)
-        lo, hi = _interval(resampled) if defined else (None, None)
+        lo, hi = percentile_interval(resampled) if defined else (None, None)
         per_group[g] = {
             "auc": point if defined else None,
             "ci_low": lo,
@@ -236,5 +273,5 @@ def grouped_flag_auc(
         pooled = float(np.mean(points))
         stacked = np.stack(boots, axis=1)
         usable = ~np.isnan(stacked).all(axis=1)
-        lo, hi = _interval(np.nanmean(stacked[usable], axis=1)) if usable.any() else (None, None)
+        lo, hi = percentile_interval(np.nanmean(stacked[usable], axis=1)) if usable.any() else (None, None)
     return {"auc": pooled, "ci_low": lo, "ci_high": hi, "groups_used": len(points), "per_group": per_group}
