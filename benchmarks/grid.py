@@ -5,6 +5,7 @@
     python benchmarks/grid.py map [--error-rates 0.2 0.3 0.4] [--seeds 0 1 2 3 4] [--commit]
     python benchmarks/grid.py budget [--seeds 0 1 2] [--commit]
     python benchmarks/grid.py active [--seeds 0 1 2] [--commit]
+    python benchmarks/grid.py reference [--commit]
     python benchmarks/grid.py map --dry-run       # list the cells and their commands only
 
 Each cell is one `python benchmarks/run.py --set ... --keep reports/studies/<study>/<cell>`: the
@@ -32,6 +33,9 @@ records the commit and whether the tree had uncommitted changes).
 - ``active``: active acquisition at the default budget and error rate, ft, two_stage and
   ta_loop, set up as the map's cells are; the map's cells at that error rate are the random
   twins (benchmarks/study.py pairs them by seeds and budget).
+- ``reference``: the default run, params.yaml as it is (one cell, its seeds), kept with its
+  report (reports/studies/reference/default/report/) for a reviewer to read as a user's first
+  `dvc repro` would write it.
 """
 
 from __future__ import annotations
@@ -80,6 +84,8 @@ def _seeded(seed: int) -> list[str]:
 
 
 def cells(study: str, seeds: list[int], error_rates: list[float]) -> list[Cell]:
+    if study == "reference":
+        return [Cell(study, "default", [])]
     if study == "selection":
         return [
             Cell(study, f"{selection}-lr{TUNED_RATE:g}-s{seed}",
@@ -130,6 +136,7 @@ def command(cell: Cell) -> list[str]:
         str(cell.out),
         "--out",
         str(out),
+        *(["--keep-report"] if cell.study == "reference" else []),
     ]
 
 
@@ -152,12 +159,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("study", choices=["tuning", "selection", "map", "budget", "active"])
+    parser.add_argument("study", choices=["tuning", "selection", "map", "budget", "active", "reference"])
     parser.add_argument(
         "--seeds",
         type=int,
         nargs="+",
-        help="default: 0 1 (tuning, selection), 0-2 (budget, active), 0-4 (map)",
+        help="default: 0 1 (tuning, selection), 0-2 (budget, active), 0-4 (map); reference: none",
     )
     parser.add_argument("--error-rates", type=float, nargs="+", default=[0.2, 0.3, 0.4])
     parser.add_argument("--commit", action="store_true", help="git-commit each cell as it lands")

@@ -364,14 +364,27 @@ def speedups(new: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
 KEPT_PREDICTION_FIELDS = ("id", "task", "correct")
 
 
-def keep_run(repo: Path, keep: Path) -> None:
+# The report stage's outputs: the markdown, its figures, and the self-contained HTML.
+KEPT_REPORT = ("report.md", "report.html", "figures")
+
+
+def keep_run(repo: Path, keep: Path, report: bool = False) -> None:
     """Copy a run's numbers, not its models, to ``keep`` (e.g. a study cell to commit): params,
-    metrics, and per variant which test items it got right."""
+    metrics, and per variant which test items it got right; with ``report``, its report too,
+    under ``keep/report`` (a few hundred kB: for a reference run read without running anything,
+    not for every cell)."""
     shutil.copytree(repo / "metrics", keep / "metrics", dirs_exist_ok=True)
     shutil.copy2(repo / "params.yaml", keep / "params.yaml")
     for path in sorted((repo / "data/predictions").glob("*.jsonl")):
         rows = [{k: row[k] for k in KEPT_PREDICTION_FIELDS} for row in read_jsonl(path)]
         write_jsonl(keep / "data/predictions" / path.name, rows)
+    for name in KEPT_REPORT if report else ():
+        source, target = repo / "reports" / name, keep / "report" / name
+        if source.is_dir():
+            shutil.copytree(source, target, dirs_exist_ok=True)
+        elif source.is_file():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
 
 
 @contextlib.contextmanager
@@ -392,9 +405,11 @@ def benchmark(
     baseline_rev: str | None = None,
     eval_repeats: int = 0,
     own_overrides: tuple[list[str], list[str]] = ([], []),
+    keep_report: bool = False,
 ) -> dict[str, Any]:
     """``overrides`` go to both copies, ``own_overrides`` to the new copy and the baseline's
-    only (e.g. a param the baseline revision does not have). ``eval_repeats``: see
+    only (e.g. a param the baseline revision does not have). ``keep``, ``keep_report``: see
+    :func:`keep_run`. ``eval_repeats``: see
     :func:`repeat_evaluations`. ``workdir``: run there and leave the
     repository copy (models, DVC cache) and its teacher cache behind (repo/, cache/; the
     baseline's under baseline/), e.g. to run `dvc exp run` variations on top; default: a
@@ -443,7 +458,7 @@ def benchmark(
                     ", ".join(out["params_differ"]) or "none",
                 )
         if keep is not None:
-            keep_run(copies[0].repo, keep)
+            keep_run(copies[0].repo, keep, keep_report)
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
     return {
         "machine": {**machine, "python": platform.python_version()},
@@ -603,6 +618,7 @@ def main() -> None:
         )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", type=Path, help="copy the run's metrics, predictions and params here")
+    parser.add_argument("--keep-report", action="store_true", help="with --keep: its report too")
     parser.add_argument(
         "--workdir", type=Path, help="run in this new directory and keep it (repo copy with models, cache)"
     )
@@ -648,6 +664,7 @@ def main() -> None:
             args.baseline_rev,
             args.eval_repeats,
             (args.new_set, args.baseline_set),
+            args.keep_report,
         )
         args.out.write_text(json.dumps(results, indent=2) + "\n")
     # The README shows the committed default run only, not a study run written elsewhere.

@@ -95,3 +95,10 @@ def test_active_cells_differ_from_their_map_twin_in_acquisition_and_variants_onl
     assert params.model_dump(exclude={"acquisition", "compare"}) == twin.model_dump(
         exclude={"acquisition", "compare"}
     )
+
+
+def test_the_reference_cell_is_the_default_run_kept_with_its_report() -> None:
+    (cell,) = grid.cells("reference", [3], [0.4])  # seeds and error rates do not apply
+    assert cell.overrides == [] and cell.out == grid.STUDIES / "reference/default"
+    assert "--keep-report" in grid.command(cell)
+    assert "--keep-report" not in grid.command(grid.cells("map", [0], [0.2])[0])
