@@ -38,7 +38,14 @@ import yaml
 
 from taloop import logs
 from taloop.io import read_json, read_jsonl
-from taloop.metrics import mde_paired, percentile_interval, ratio_interval, resample_indices, seed_interval
+from taloop.metrics import (
+    mcnemar_exact,
+    mde_paired,
+    percentile_interval,
+    ratio_interval,
+    resample_indices,
+    seed_interval,
+)
 from taloop.profiles import flatten
 
 log = logging.getLogger("study")
@@ -350,6 +357,25 @@ def error_rate_map(
     return rows
 
 
+def pooled_map(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, Any] | None:
+    """``method`` against the baseline and against two_stage over every cell of the map at
+    once: per cell the sign of the difference, with the two-sided sign test of "higher as often
+    as lower" (exact, ties left out), and :func:`compare` over all cells as if they were seeds
+    of one setting. Exploratory: it assumes one effect at every error rate; None with one rate."""
+    if len({_error_rate(r) for r in runs}) < 2:
+        return None
+    out: dict[str, Any] = {"cells": len(runs)}
+    for key, against in (("vs_baseline", runs[0]["baseline"]), ("vs_two_stage", "two_stage")):
+        cells = [r for r in runs if {method, against} <= set(r["accuracy"])]
+        diffs = [r["accuracy"][method] - r["accuracy"][against] for r in cells]
+        wins, losses = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+        out[key] = {
+            "against": against, "wins": wins, "losses": losses, "ties": len(diffs) - wins - losses,
+            "sign_test_p": mcnemar_exact(wins, losses), **compare(cells, method, against),
+        } if cells else None  # fmt: skip
+    return out
+
+
 def study(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, Any]:
     """The tables of the module docstring. With runs at several teacher error rates, the
     error-rate map covers them all and every other table the error rate most runs have."""
@@ -374,6 +400,7 @@ def study(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, Any]
     return {
         "error_rate": main,
         "error_rate_map": error_rate_map(at_full, method),
+        "error_rate_map_pooled": pooled_map(at_full, method),
         **seeds_table([r for r in random_runs if r["budget"] == full]),
         "budget_curve": budget_curve(random_runs, full, method),
         "acquisition": acquisition_pairs(tested),
@@ -411,7 +438,9 @@ def map_lines(rows: list[dict[str, Any]], base: str) -> list[str]:
         "and schedule) and against two_stage (the signals alone): difference in points (95% CI) | MDE "
         f"| relative (95% CI); the recovery ratio (ta_loop - {base}) / (oracle - {base}) with its 95% "
         "interval (Fieller-style, over the joint resamples: unbounded, +-inf, where the oracle's gain "
-        "may be zero), beside the oracle's gain it divides by.", "",
+        "may be zero), beside the oracle's gain it divides by. A difference's interval spans the "
+        "t-interval over seeds and the joint bootstrap of seeds and test items; the relative change's "
+        "is the joint bootstrap's alone, so with few seeds it can be far narrower.", "",
         "| error rate | seeds | " + " | ".join(variants) + f" | vs {base}, points | MDE | relative "
         "| vs two_stage, points | MDE | relative | recovery (95% CI) | oracle gain, points (95% CI) |",
         "|---|---|" + "---|" * (len(variants) + 8),
@@ -435,6 +464,26 @@ def map_lines(rows: list[dict[str, Any]], base: str) -> list[str]:
             f"| {rate} | {len(row['seeds'])} | " + " | ".join(acc)
             + f" | {_cmp_cells(row['vs_baseline'])} | {_cmp_cells(row['vs_two_stage'])} | {recovery_cells} |"
         )  # fmt: skip
+    return lines
+
+
+def pooled_lines(pooled: dict[str, Any] | None, method: str = "ta_loop") -> list[str]:
+    if pooled is None:
+        return []
+    lines = [
+        "", f"Pooled over the map's {pooled['cells']} cells (exploratory: it assumes one effect at "
+        "every error rate; the cells share their test items, which the joint bootstrap keeps):", "",
+        f"| {method} against | higher | lower | tied | sign test p | points (95% CI) | MDE "
+        "| relative (95% CI) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]  # fmt: skip
+    for key in ("vs_baseline", "vs_two_stage"):
+        cmp = pooled[key]
+        if cmp is not None:
+            lines.append(
+                f"| {cmp['against']} | {cmp['wins']} | {cmp['losses']} | {cmp['ties']} | "
+                f"{cmp['sign_test_p']:.3f} | {_cmp_cells(cmp)} |"
+            )
     return lines
 
 
@@ -469,6 +518,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append(f"| {v} | " + " | ".join(cells) + f" | {100 * result['mean_accuracy'][v]:.1f} | {rel} |")
 
     lines += map_lines(result["error_rate_map"], base)
+    lines += pooled_lines(result.get("error_rate_map_pooled"))
     curve = result["budget_curve"]
     lines += [
         "", "## Budget curve", "",

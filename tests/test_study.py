@@ -201,13 +201,24 @@ def test_error_rate_map_compares_each_rate_on_its_own_seeds() -> None:
     text = study.markdown(result)
     assert "## Error-rate map" in text
     assert "| 0.4 | 3 | 40.0 | 60.0 | 50.0 | 80.0 | +20.0 (" in text
+    # pooled over the 5 cells: ta_loop above ft in each; against two_stage (50%) 45 and 50% at
+    # 0.2, 55-65% at 0.4: higher 3, lower 1, tied 1, sign test 2 * (1 + 4) / 2**4
+    pooled = result["error_rate_map_pooled"]
+    vs_ft, vs_two = pooled["vs_baseline"], pooled["vs_two_stage"]
+    assert pooled["cells"] == 5 and vs_ft["seeds"] == 5
+    assert (vs_ft["wins"], vs_ft["losses"], vs_ft["ties"]) == (5, 0, 0)
+    assert vs_ft["sign_test_p"] == pytest.approx(2 / 2**5) and vs_ft["diff"] == pytest.approx(0.15)
+    assert (vs_two["wins"], vs_two["losses"], vs_two["ties"]) == (3, 1, 1)
+    assert vs_two["sign_test_p"] == pytest.approx(10 / 16)
+    assert "| two_stage | 3 | 1 | 1 | 0.625 | +5.0 (" in text
 
 
 def test_runs_at_one_error_rate_have_no_map_section() -> None:
     result = study.study(_seed_runs([0.05, 0.10]))
     assert len(result["error_rate_map"]) == 1
     assert result["error_rate_map"][0]["vs_two_stage"] is None  # no two_stage run
-    assert "Error-rate map" not in study.markdown(result)
+    assert result["error_rate_map_pooled"] is None
+    assert "Error-rate map" not in study.markdown(result) and "Pooled over" not in study.markdown(result)
 
 
 def test_studies_page_is_self_contained_with_a_figure_per_study(tmp_path: Path) -> None:
