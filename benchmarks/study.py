@@ -82,17 +82,21 @@ def load_run(run: Path) -> dict[str, Any]:
     }
 
 
-def _accuracy_resamples(runs: list[dict[str, Any]], variants: list[str], seed: int) -> dict[str, np.ndarray]:
+def _accuracy_resamples(
+    runs: list[dict[str, Any]], variants: list[str], seed: int, strata: list[Any] | None = None
+) -> dict[str, np.ndarray]:
     """Per variant, the mean accuracy over the runs in each of N_BOOT joint resamples: the
-    runs (seeds) with replacement, and the test items once per resample for all runs alike
+    runs (seeds) with replacement, within each of their ``strata`` if given (e.g. error rates,
+    so each keeps its share), and the test items once per resample for all runs alike
     (stratified by task), since every seed is evaluated on the same items. Resampling each
     seed's items on their own would treat shared items as fresh ones and narrow the interval."""
     ids = runs[0]["ids"]
     if any(not np.array_equal(r["ids"], ids) for r in runs):
         raise ValueError("runs compared across seeds must share their test items (same data seed and split)")
-    rng = np.random.default_rng(seed)
     items = resample_indices(runs[0]["tasks"], N_BOOT, seed)  # (N_BOOT, n)
-    picks = rng.integers(0, len(runs), size=(N_BOOT, len(runs)))  # (N_BOOT, k)
+    # Runs by stratum with their own stream: from default_rng(seed), the runs drawn would
+    # repeat the first task's item draws (identical when there are as many runs as items).
+    picks = resample_indices([0] * len(runs) if strata is None else strata, N_BOOT, (seed, 1))  # (N_BOOT, k)
     out = {}
     for v in variants:
         correct = np.stack([r["correct"][v] for r in runs])  # (k, n)
@@ -101,22 +105,25 @@ def _accuracy_resamples(runs: list[dict[str, Any]], variants: list[str], seed: i
     return out
 
 
-def compare(runs: list[dict[str, Any]], variant: str, baseline: str, seed: int = 0) -> dict[str, Any]:
+def compare(
+    runs: list[dict[str, Any]], variant: str, baseline: str, seed: int = 0, strata: list[Any] | None = None
+) -> dict[str, Any]:
     """``variant`` against ``baseline`` over runs that differ only in their training seeds.
 
     The difference of mean accuracies with two 95% intervals, the t-interval of the per-seed
-    paired differences and the joint bootstrap of :func:`_accuracy_resamples`, and the
-    reported ``diff_ci`` spanning both: neither narrower than the seed-level spread allows
-    nor blind to the test items being a sample. ``mde``: the smallest mean difference a
-    t-test over as many seeds detects with 80% power at the observed spread; ``mde_items``:
-    the same for one seed's exact McNemar test on its items (the mean over seeds of each
-    seed's, at its observed disagreement). The relative change is mean(variant) /
-    mean(baseline) - 1, with :func:`~taloop.metrics.ratio_interval`'s bounds over the joint
-    resamples (None: unbounded, where the baseline's accuracy may be 0)."""
+    paired differences and the joint bootstrap of :func:`_accuracy_resamples` (runs drawn
+    within ``strata``), and the reported ``diff_ci`` spanning both: neither narrower than the
+    seed-level spread allows nor blind to the test items being a sample. ``mde``: the smallest
+    mean difference a t-test over as many seeds detects with 80% power at the observed spread;
+    ``mde_items``: the same for one seed's exact McNemar test on its items (the mean over seeds
+    of each seed's, at its observed disagreement). The relative change is mean(variant) /
+    mean(baseline) - 1; its interval spans :func:`~taloop.metrics.ratio_interval`'s over the
+    joint resamples (None: unbounded, where the baseline's accuracy may be 0) and the
+    t-interval over the baseline's mean, as the difference's does."""
     a = np.array([r["accuracy"][variant] for r in runs])
     b = np.array([r["accuracy"][baseline] for r in runs])
     seeds = seed_interval(a - b)
-    boot = _accuracy_resamples(runs, [variant, baseline], seed)
+    boot = _accuracy_resamples(runs, [variant, baseline], seed, strata)
     diff_boot = percentile_interval(boot[variant] - boot[baseline])
     # variant / baseline - 1 is the ratio of the difference to the baseline
     rel_boot = ratio_interval(boot[variant] - boot[baseline], boot[baseline])
@@ -127,6 +134,9 @@ def compare(runs: list[dict[str, Any]], variant: str, baseline: str, seed: int =
     known = [m for m in item_mdes if m is not None]
     lows = [x for x in (seeds["ci_low"], diff_boot[0]) if x is not None]
     highs = [x for x in (seeds["ci_high"], diff_boot[1]) if x is not None]
+    rel_t = (None, None) if b.mean() <= 0 or seeds["ci_low"] is None else (
+        seeds["ci_low"] / b.mean(), seeds["ci_high"] / b.mean()
+    )  # fmt: skip
     return {
         "seeds": len(runs),
         "mean_accuracy": float(a.mean()),
@@ -140,8 +150,9 @@ def compare(runs: list[dict[str, Any]], variant: str, baseline: str, seed: int =
         "mde_relative": seeds["mde"] / b.mean() if seeds["mde"] is not None and b.mean() > 0 else None,
         "mde_items": float(np.mean(known)) if len(known) == len(runs) else None,
         "mean_relative_improvement": float(a.mean() / b.mean() - 1) if b.mean() > 0 else None,
-        "ci_low": rel_boot[0],
-        "ci_high": rel_boot[1],
+        # An unbounded side (None) stays unbounded.
+        "ci_low": None if rel_boot[0] is None else min(x for x in (rel_boot[0], rel_t[0]) if x is not None),
+        "ci_high": None if rel_boot[1] is None else max(x for x in (rel_boot[1], rel_t[1]) if x is not None),
         "share_of_resamples_above_zero": float(np.mean(boot[variant] > boot[baseline])),
     }
 
@@ -360,19 +371,27 @@ def error_rate_map(
 def pooled_map(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, Any] | None:
     """``method`` against the baseline and against two_stage over every cell of the map at
     once: per cell the sign of the difference, with the two-sided sign test of "higher as often
-    as lower" (exact, ties left out), and :func:`compare` over all cells as if they were seeds
-    of one setting. Exploratory: it assumes one effect at every error rate; None with one rate."""
+    as lower" (exact, ties left out; on these test items, the cells' training the only chance),
+    and :func:`compare` over all cells, the cells resampled within their error rate. The
+    t-interval treats differences between error rates as seed noise and the MDE would too, so
+    it is left out. Exploratory: it assumes one effect at every error rate. None with one
+    error rate or cells on different test items."""
     if len({_error_rate(r) for r in runs}) < 2:
         return None
-    out: dict[str, Any] = {"cells": len(runs)}
+    if any(not np.array_equal(r["ids"], runs[0]["ids"]) for r in runs):
+        log.warning("the map's cells are not all on the same test items: no pooled view")
+        return None
+    out: dict[str, Any] = {}
     for key, against in (("vs_baseline", runs[0]["baseline"]), ("vs_two_stage", "two_stage")):
         cells = [r for r in runs if {method, against} <= set(r["accuracy"])]
         diffs = [r["accuracy"][method] - r["accuracy"][against] for r in cells]
         wins, losses = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
-        out[key] = {
-            "against": against, "wins": wins, "losses": losses, "ties": len(diffs) - wins - losses,
-            "sign_test_p": mcnemar_exact(wins, losses), **compare(cells, method, against),
-        } if cells else None  # fmt: skip
+        cmp = compare(cells, method, against, strata=[_error_rate(r) for r in cells]) if cells else None
+        out[key] = None if cmp is None else {
+            "against": against, "cells": len(cells), "wins": wins, "losses": losses,
+            "ties": len(diffs) - wins - losses, "sign_test_p": mcnemar_exact(wins, losses),
+            **cmp, "mde": None, "mde_relative": None,
+        }  # fmt: skip
     return out
 
 
@@ -416,15 +435,15 @@ def _rel(cmp: dict[str, Any]) -> str:
     return f"{100 * cmp['mean_relative_improvement']:+.1f}% ({low} to {high})"
 
 
-def _points(cmp: dict[str, Any]) -> str:
+def _points(cmp: dict[str, Any], no_mde: str = "n/a (one seed)") -> str:
     """Difference in accuracy points with its reported interval, and the MDE."""
     lo, hi = cmp["diff_ci"]
-    mde = "n/a (one seed)" if cmp["mde"] is None else f"{100 * cmp['mde']:.1f}"
+    mde = no_mde if cmp["mde"] is None else f"{100 * cmp['mde']:.1f}"
     return f"{100 * cmp['diff']:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f}) | {mde}"
 
 
-def _cmp_cells(cmp: dict[str, Any] | None) -> str:
-    return "- | - | -" if cmp is None else f"{_points(cmp)} | {_rel(cmp)}"
+def _cmp_cells(cmp: dict[str, Any] | None, no_mde: str = "n/a (one seed)") -> str:
+    return "- | - | -" if cmp is None else f"{_points(cmp, no_mde)} | {_rel(cmp)}"
 
 
 def map_lines(rows: list[dict[str, Any]], base: str) -> list[str]:
@@ -438,9 +457,8 @@ def map_lines(rows: list[dict[str, Any]], base: str) -> list[str]:
         "and schedule) and against two_stage (the signals alone): difference in points (95% CI) | MDE "
         f"| relative (95% CI); the recovery ratio (ta_loop - {base}) / (oracle - {base}) with its 95% "
         "interval (Fieller-style, over the joint resamples: unbounded, +-inf, where the oracle's gain "
-        "may be zero), beside the oracle's gain it divides by. A difference's interval spans the "
-        "t-interval over seeds and the joint bootstrap of seeds and test items; the relative change's "
-        "is the joint bootstrap's alone, so with few seeds it can be far narrower.", "",
+        "may be zero), beside the oracle's gain it divides by. A difference's interval, and a relative "
+        "change's, spans the t-interval over seeds and the joint bootstrap of seeds and test items.", "",
         "| error rate | seeds | " + " | ".join(variants) + f" | vs {base}, points | MDE | relative "
         "| vs two_stage, points | MDE | relative | recovery (95% CI) | oracle gain, points (95% CI) |",
         "|---|---|" + "---|" * (len(variants) + 8),
@@ -471,18 +489,19 @@ def pooled_lines(pooled: dict[str, Any] | None, method: str = "ta_loop") -> list
     if pooled is None:
         return []
     lines = [
-        "", f"Pooled over the map's {pooled['cells']} cells (exploratory: it assumes one effect at "
-        "every error rate; the cells share their test items, which the joint bootstrap keeps):", "",
-        f"| {method} against | higher | lower | tied | sign test p | points (95% CI) | MDE "
+        "", "Pooled over the map's cells (exploratory: it assumes one effect at every error rate; the "
+        "sign test reads the cells as independent, chance coming from training alone on these test "
+        "items; the bootstrap resamples cells within their error rate and the shared items once):", "",
+        f"| {method} against | cells | higher | lower | tied | sign test p | points (95% CI) | MDE "
         "| relative (95% CI) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]  # fmt: skip
     for key in ("vs_baseline", "vs_two_stage"):
         cmp = pooled[key]
         if cmp is not None:
             lines.append(
-                f"| {cmp['against']} | {cmp['wins']} | {cmp['losses']} | {cmp['ties']} | "
-                f"{cmp['sign_test_p']:.3f} | {_cmp_cells(cmp)} |"
+                f"| {cmp['against']} | {cmp['cells']} | {cmp['wins']} | {cmp['losses']} | {cmp['ties']} | "
+                f"{cmp['sign_test_p']:.3f} | {_cmp_cells(cmp, 'n/a (pooled)')} |"
             )
     return lines
 

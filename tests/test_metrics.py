@@ -504,6 +504,26 @@ def test_ratio_interval_inverts_the_test_of_num_minus_r_times_den() -> None:
     assert ratio_interval(0.3 * den, den) == pytest.approx((0.3, 0.3))
 
 
+@pytest.mark.parametrize("ratio", [3.0, -40.0, 1e6])
+def test_ratio_interval_widens_its_bracket_to_ratios_beyond_one(ratio: float) -> None:
+    rng = np.random.default_rng(2)
+    den = rng.normal(0.2, 0.02, 4000)
+    num = ratio * den + rng.normal(0.0, 0.01 * abs(ratio), 4000)
+    low, high = ratio_interval(num, den)
+    assert low is not None and high is not None and low < ratio < high
+    for bound, edge in ((low, 2.5), (high, 97.5)):
+        assert np.percentile(num - bound * den, edge) == pytest.approx(0.0, abs=1e-9 * abs(ratio))
+
+
+def test_ratio_interval_stays_bounded_with_a_few_non_positive_denominators() -> None:
+    rng = np.random.default_rng(3)
+    den = rng.normal(0.2, 0.02, 2000)
+    den[:20] = -0.05  # 1%: the 2.5th percentile of den is still positive
+    num = 0.5 * den + rng.normal(0.0, 0.01, 2000)
+    low, high = ratio_interval(num, den)
+    assert low is not None and high is not None and low < 0.5 < high
+
+
 def test_ratio_interval_is_unbounded_when_the_denominator_may_be_zero() -> None:
     rng = np.random.default_rng(1)
     # den's 95% interval just spans zero; the set then holds r = -100 too (two rays), which a

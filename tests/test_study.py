@@ -115,6 +115,9 @@ def test_relative_change_interval_is_bounded_by_test_inversion_or_unbounded() ->
     result = study.compare(_seed_runs([0.05, 0.10, 0.15]), "ta_loop", "ft")
     low, high = result["ci_low"], result["ci_high"]
     assert low is not None and high is not None and low < result["mean_relative_improvement"] < high
+    # never narrower than the points' t-interval over the baseline's mean allows
+    t_low, t_high = result["diff_t_ci"]
+    assert low <= t_low / 0.4 + 1e-12 and high >= t_high / 0.4 - 1e-12
     # one baseline success in 20 items: about a third of the resamples score the baseline 0,
     # so the relative change may be any size; no "inf" or "nan" end
     runs = _seed_runs([0.30, 0.35])
@@ -125,6 +128,35 @@ def test_relative_change_interval_is_bounded_by_test_inversion_or_unbounded() ->
     result = study.compare(runs, "ta_loop", "ft")
     assert (result["ci_low"], result["ci_high"]) == (None, None)
     assert "(-inf to +inf)" in study._rel(result)
+
+
+def _one_hot_runs(k: int) -> list[dict[str, Any]]:
+    """k runs on the 20 items of one task; run j gets item j right and nothing else."""
+    runs = []
+    for j in range(k):
+        right = np.zeros(20)
+        right[j] = 1
+        runs.append(
+            {**_run(j, 96, "random", {"ft": 0.05}), "correct": {"ft": right}, "tasks": np.array(["t"] * 20)}
+        )
+    return runs
+
+
+def test_the_seeds_drawn_do_not_repeat_the_items_drawn() -> None:
+    # With as many runs as items, runs drawn from the same random stream as the items were the
+    # item draws themselves: run j counted on exactly the resamples holding item j, which
+    # nearly doubled every resample's mean (0.0975 expected instead of 0.05).
+    boot = study._accuracy_resamples(_one_hot_runs(20), ["ft"], seed=0)
+    assert boot["ft"].mean() == pytest.approx(0.05, abs=0.005)
+
+
+def test_runs_resampled_within_their_strata_keep_each_stratum_s_share() -> None:
+    runs = _one_hot_runs(4)
+    for i, r in enumerate(runs):
+        r["correct"]["ft"] = np.full(20, float(i > 0))  # run 0 gets nothing right, the rest all
+    free = study._accuracy_resamples(runs, ["ft"], seed=0)["ft"]
+    kept = study._accuracy_resamples(runs, ["ft"], seed=0, strata=["a", "b", "b", "b"])["ft"]
+    assert np.all(kept == 0.75) and free.std() > 0.1
 
 
 def test_compare_refuses_runs_evaluated_on_different_items() -> None:
@@ -205,12 +237,20 @@ def test_error_rate_map_compares_each_rate_on_its_own_seeds() -> None:
     # 0.2, 55-65% at 0.4: higher 3, lower 1, tied 1, sign test 2 * (1 + 4) / 2**4
     pooled = result["error_rate_map_pooled"]
     vs_ft, vs_two = pooled["vs_baseline"], pooled["vs_two_stage"]
-    assert pooled["cells"] == 5 and vs_ft["seeds"] == 5
+    assert vs_ft["cells"] == vs_two["cells"] == 5
     assert (vs_ft["wins"], vs_ft["losses"], vs_ft["ties"]) == (5, 0, 0)
     assert vs_ft["sign_test_p"] == pytest.approx(2 / 2**5) and vs_ft["diff"] == pytest.approx(0.15)
     assert (vs_two["wins"], vs_two["losses"], vs_two["ties"]) == (3, 1, 1)
     assert vs_two["sign_test_p"] == pytest.approx(10 / 16)
-    assert "| two_stage | 3 | 1 | 1 | 0.625 | +5.0 (" in text
+    assert "| two_stage | 5 | 3 | 1 | 1 | 0.625 | +5.0 (" in text
+    assert vs_ft["mde"] is None and "| n/a (pooled) |" in text  # rates' differences are not seed noise
+    # a comparison some cells lack counts the cells it has
+    del runs[0]["accuracy"]["two_stage"]
+    fewer = study.pooled_map([r for r in runs if r["params"]["teacher.error_rate"] in (0.2, 0.4)])
+    assert (fewer["vs_two_stage"]["cells"], fewer["vs_baseline"]["cells"]) == (4, 5)
+    # cells on other test items: no pooled view rather than no study
+    runs[1]["ids"] = np.arange(1, 21).astype(str)
+    assert study.pooled_map(runs) is None
 
 
 def test_runs_at_one_error_rate_have_no_map_section() -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 
 
-def resample_indices(groups: Sequence[str], n_boot: int, seed: int) -> np.ndarray:
+def resample_indices(groups: Sequence[Any], n_boot: int, seed: int | tuple[int, ...]) -> np.ndarray:
     """(n_boot, n) indices resampled within each group, so every task keeps its share."""
     rng = np.random.default_rng(seed)
     groups_arr = np.asarray(groups)
