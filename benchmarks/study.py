@@ -19,7 +19,8 @@ Each RUN_DIR holds one run's params.yaml, metrics/ and data/predictions/ (as wri
   the baseline of the same runs (:func:`selection`);
 - error-rate map (issue 16), when the full-budget runs span several ``teacher.error_rate``:
   per rate, ta_loop against the baseline and against two_stage, and the recovery ratio
-  against the oracle. The other parts then take the error rate most runs have.
+  against the oracle, and the same comparisons pooled over every cell with a sign test
+  (:func:`pooled_map`). The other parts then take the error rate most runs have.
 
 Writes <out>.json and <out>.md: numbers only.
 """
@@ -372,10 +373,10 @@ def pooled_map(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str,
     """``method`` against the baseline and against two_stage over every cell of the map at
     once: per cell the sign of the difference, with the two-sided sign test of "higher as often
     as lower" (exact, ties left out; on these test items, the cells' training the only chance),
-    and :func:`compare` over all cells, the cells resampled within their error rate. The
-    t-interval treats differences between error rates as seed noise and the MDE would too, so
-    it is left out. Exploratory: it assumes one effect at every error rate. None with one
-    error rate or cells on different test items."""
+    and :func:`compare` over all cells, the cells resampled within their error rate. Its MDE
+    is left out: over cells it would count differences between error rates as seed noise (as
+    the t-interval within the reported interval does). Exploratory: it assumes one effect at
+    every error rate. None with one error rate or cells on different test items."""
     if len({_error_rate(r) for r in runs}) < 2:
         return None
     if any(not np.array_equal(r["ids"], runs[0]["ids"]) for r in runs):
