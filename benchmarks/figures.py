@@ -69,6 +69,14 @@ def headroom_figure(summary: dict[str, Any]) -> str:
 RECOVERY_EDGE = 3.0  # the recovery axis reaches at least this far, further for wider intervals
 
 
+def _t_bars(points: list[tuple[float, list[float | None]]]) -> tuple[list[float], list[list[float]]]:
+    """Accuracies in % and their error bars from (mean, [low, high]) pairs; no bar where the
+    interval is None (one seed)."""
+    below = [100 * (m - (lo if lo is not None else m)) for m, (lo, _) in points]
+    above = [100 * ((hi if hi is not None else m) - m) for m, (_, hi) in points]
+    return [100 * m for m, _ in points], [below, above]
+
+
 def map_figure(rows: list[dict[str, Any]]) -> str:
     """Accuracy per variant against error rate with seed t-intervals, and the recovery ratio
     with its joint-bootstrap interval."""
@@ -76,12 +84,8 @@ def map_figure(rows: list[dict[str, Any]]) -> str:
     rates = [r["error_rate"] for r in rows]
     for v in dict.fromkeys(v for r in rows for v in r["mean_accuracy"]):
         at = [r for r in rows if v in r["mean_accuracy"]]
-        means = [r["mean_accuracy"][v] for r in at]
-        bounds = [r["accuracy_t_ci"][v] for r in at]  # None with one seed: no bar
-        below = [100 * (m - (lo if lo is not None else m)) for m, (lo, _) in zip(means, bounds, strict=True)]
-        above = [100 * ((hi if hi is not None else m) - m) for m, (_, hi) in zip(means, bounds, strict=True)]
-        x = [r["error_rate"] for r in at]
-        acc.errorbar(x, [100 * m for m in means], yerr=[below, above], marker="o", capsize=3, label=v)
+        y, bars = _t_bars([(r["mean_accuracy"][v], r["accuracy_t_ci"][v]) for r in at])
+        acc.errorbar([r["error_rate"] for r in at], y, yerr=bars, marker="o", capsize=3, label=v)
     acc.set_xlabel("teacher error rate")
     acc.set_ylabel("test accuracy, % (95% seed t-interval)")
     acc.legend(fontsize=8)
@@ -113,9 +117,10 @@ def budget_figure(curve: dict[str, Any]) -> str:
     fig, ax = plt.subplots(figsize=(6.4, 4.0))
     for v, points in curve["curves"].items():
         if len(points) > 1:
-            ax.plot([p["budget"] for p in points], [100 * p["accuracy"] for p in points], marker="o", label=v)
+            y, bars = _t_bars([(p["accuracy"], p["accuracy_t_ci"]) for p in points])
+            ax.errorbar([p["budget"] for p in points], y, yerr=bars, marker="o", capsize=3, label=v)
     ax.set_xlabel("teacher replies bought")
-    ax.set_ylabel("test accuracy, %")
+    ax.set_ylabel("test accuracy, % (95% seed t-interval)")
     ax.set_title(f"Budget curve (seeds {', '.join(map(str, curve['seeds']))})")
     ax.legend(fontsize=8)
     return _svg(fig)

@@ -210,8 +210,9 @@ def matching_spend(curve: list[dict[str, float]], target: float) -> dict[str, fl
 
 
 def budget_curve(runs: list[dict[str, Any]], full: int, method: str) -> dict[str, Any]:
-    """Mean accuracy per (variant, budget) over the seeds run at every budget (so each point
-    averages the same seeds), and where ``method`` matches the baseline's full-budget accuracy."""
+    """Mean accuracy per (variant, budget) with its t-interval over the seeds run at every
+    budget (so each point averages the same seeds), ``method`` against the baseline at each
+    budget (:func:`compare`), and where ``method`` matches the baseline's full-budget accuracy."""
     baseline = runs[0]["baseline"]
     budgets = sorted({r["budget"] for r in runs})
     seed_sets = [{json.dumps(r["seeds"], sort_keys=True) for r in runs if r["budget"] == b} for b in budgets]
@@ -223,17 +224,24 @@ def budget_curve(runs: list[dict[str, Any]], full: int, method: str) -> dict[str
         for b in budgets:
             at = [r for r in runs if r["budget"] == b and v in r["accuracy"]]
             if at:
+                spread = seed_interval([r["accuracy"][v] for r in at])
                 points.append({
-                    "budget": b, "share_of_full": b / full, "seeds": len(at),
-                    "accuracy": float(np.mean([r["accuracy"][v] for r in at])),
+                    "budget": b, "share_of_full": b / full, "seeds": len(at), "accuracy": spread["mean"],
+                    "accuracy_t_ci": [spread["ci_low"], spread["ci_high"]],
                     "teacher_usd": float(np.mean([r["teacher_usd"] for r in at])),
                 })  # fmt: skip
         curves[v] = points
     target = next((p["accuracy"] for p in curves[baseline] if p["budget"] == full), None)
     match = matching_spend(curves.get(method, []), target) if target is not None else None
+    versus = []
+    for b in budgets:
+        both = [r for r in runs if r["budget"] == b and {method, baseline} <= set(r["accuracy"])]
+        if both:
+            versus.append({"budget": b, **compare(both, method, baseline)})
     return {
         "full_budget": full, "seeds": sorted(json.loads(c)["stage2"] for c in common), "curves": curves,
         "method": method, "baseline_full_accuracy": target, "method_matches_baseline_at": match,
+        "method_vs_baseline": versus,
     }  # fmt: skip
 
 
@@ -543,14 +551,23 @@ def markdown(result: dict[str, Any]) -> str:
     lines += [
         "", "## Budget curve", "",
         f"Random acquisition, training seeds run at every budget: {', '.join(map(str, curve['seeds']))}.", "",
-        "| variant | budget | share of full | seeds | accuracy | teacher USD |", "|---|---|---|---|---|---|",
+        "| variant | budget | share of full | seeds | accuracy (95% t-CI over seeds) | teacher USD |",
+        "|---|---|---|---|---|---|",
     ]  # fmt: skip
     for v, points in curve["curves"].items():
         for p in points:
+            lo, hi = p["accuracy_t_ci"]
+            spread = "" if lo is None else f" ({100 * lo:.1f} to {100 * hi:.1f})"
             lines.append(
                 f"| {v} | {p['budget']} | {100 * p['share_of_full']:.0f}% | {p['seeds']} | "
-                f"{100 * p['accuracy']:.1f} | {p['teacher_usd']:.4f} |"
+                f"{100 * p['accuracy']:.1f}{spread} | {p['teacher_usd']:.4f} |"
             )
+    if curve["method_vs_baseline"]:
+        lines += [
+            "", f"{curve['method']} against {base} at each budget, same seeds:", "",
+            "| budget | seeds | points (95% CI) | MDE, points | relative (95% CI) |", "|---|---|---|---|---|",
+        ]  # fmt: skip
+        lines += [f"| {c['budget']} | {c['seeds']} | {_cmp_cells(c)} |" for c in curve["method_vs_baseline"]]
     match, target = curve["method_matches_baseline_at"], curve["baseline_full_accuracy"]
     lines.append("")
     if target is None:
@@ -576,13 +593,14 @@ def markdown(result: dict[str, Any]) -> str:
         lines.append("No active run with a random twin (same seeds and budget).")
     else:
         lines += [
-            "| variant | pairs | random | active | active vs random (95% CI) |",
-            "|---|---|---|---|---|",
+            "| variant | pairs | random | active | active vs random, points (95% CI) | MDE, points | "
+            "relative (95% CI) |",
+            "|---|---|---|---|---|---|---|",
         ]
         for v, row in acq["variants"].items():
             lines.append(
                 f"| {v} | {row['pairs']} | {100 * row['random_accuracy']:.1f} | "
-                f"{100 * row['active_accuracy']:.1f} | {_rel(row['active_vs_random'])} |"
+                f"{100 * row['active_accuracy']:.1f} | {_cmp_cells(row['active_vs_random'])} |"
             )
     tuned = tuning_lines(result["tuning"], result.get("tuning_choice", {}))
     return "\n".join(lines + tuned + selection_lines(result.get("selection"))) + "\n"

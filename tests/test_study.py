@@ -31,6 +31,26 @@ def _run(
     }  # fmt: skip
 
 
+def test_budget_curve_gives_each_point_its_seed_interval_and_the_method_against_the_baseline() -> None:
+    runs = [
+        _run(seed, budget, "random", {"ft": ft, "ta_loop": ta})
+        for seed, budget, ft, ta in [(0, 48, 0.3, 0.35), (1, 48, 0.4, 0.4), (2, 48, 0.5, 0.6),
+                                     (0, 96, 0.5, 0.5), (1, 96, 0.6, 0.55), (2, 96, 0.7, 0.6)]
+    ]  # fmt: skip
+    curve = study.budget_curve(runs, 96, "ta_loop")
+    ft_48 = curve["curves"]["ft"][0]
+    # mean 0.4, sd 0.1 over three seeds: half-width t(0.975, 2) * 0.1 / sqrt(3) = 4.3027 * 0.05774 = 0.2484
+    assert ft_48["accuracy"] == pytest.approx(0.4)
+    assert ft_48["accuracy_t_ci"] == pytest.approx([0.4 - 0.24841, 0.4 + 0.24841], abs=1e-4)
+    versus = {c["budget"]: c for c in curve["method_vs_baseline"]}
+    assert versus[48]["diff"] == pytest.approx(0.05) and versus[96]["diff"] == pytest.approx(-0.05)
+    assert versus[48]["seeds"] == 3 and versus[48]["mde"] is not None
+    text = study.markdown({**study.study(runs), "tuning": []})
+    assert "ta_loop against ft at each budget, same seeds:" in text
+    assert "| 48 | 3 | +5.0 (" in text and "| 96 | 3 | -5.0 (" in text
+    assert "| ft | 48 | 50% | 3 | 40.0 (15.2 to 64.8) |" in text
+
+
 def test_matching_spend_interpolates_between_measured_budgets() -> None:
     curve = [
         {"budget": 24, "accuracy": 0.30, "teacher_usd": 0.24},
@@ -65,7 +85,7 @@ def test_curve_uses_only_seeds_run_at_every_budget_and_pairs_active_with_its_twi
     assert ft["active_vs_random"]["mean_relative_improvement"] == pytest.approx(0.1)
     text = study.markdown(result)
     assert "ta_loop matches ft's full-budget accuracy (50.0%) at about 64 replies" in text
-    assert "| ft | 1 | 50.0 | 55.0 | +10.0%" in text
+    assert "| ft | 1 | 50.0 | 55.0 | +5.0 (" in text and "| n/a (one seed) | +10.0% (" in text
     assert [row["changed"] for row in result["tuning"]] == [{}, {"stage2.mode": "filter"}]
     assert "| random0-96 | stage2.mode=filter | 90.0 | 80.0 |" in text
 
