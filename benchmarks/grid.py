@@ -73,6 +73,7 @@ class Cell(NamedTuple):
     study: str
     name: str
     overrides: list[str]
+    keep_report: bool = False  # the reference run only: study cells keep numbers
 
     @property
     def out(self) -> Path:
@@ -85,7 +86,7 @@ def _seeded(seed: int) -> list[str]:
 
 def cells(study: str, seeds: list[int], error_rates: list[float]) -> list[Cell]:
     if study == "reference":
-        return [Cell(study, "default", [])]
+        return [Cell(study, "default", [], keep_report=True)]
     if study == "selection":
         return [
             Cell(study, f"{selection}-lr{TUNED_RATE:g}-s{seed}",
@@ -136,7 +137,7 @@ def command(cell: Cell) -> list[str]:
         str(cell.out),
         "--out",
         str(out),
-        *(["--keep-report"] if cell.study == "reference" else []),
+        *(["--keep-report"] if cell.keep_report else []),
     ]
 
 

@@ -385,6 +385,8 @@ def keep_run(repo: Path, keep: Path, report: bool = False) -> None:
         elif source.is_file():
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, target)
+        else:  # a reference run kept without its report would stand for a report it lacks
+            raise FileNotFoundError(f"the run's report has no {source}: nothing to keep under {target}")
 
 
 @contextlib.contextmanager

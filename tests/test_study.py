@@ -220,6 +220,9 @@ def test_a_kept_run_keeps_only_what_the_study_reads_and_loads(tmp_path: Path) ->
     bench.keep_run(repo, tmp_path / "reference", report=True)
     for name in ("report.md", "report.html", "figures/accuracy.png"):
         assert (tmp_path / "reference/report" / name).read_text() == name
+    (repo / "reports/report.html").unlink()
+    with pytest.raises(FileNotFoundError, match=r"report\.html"):
+        bench.keep_run(repo, tmp_path / "no-html", report=True)
     assert read_jsonl(keep / "data/predictions/ft.jsonl")[0] == {"id": "q2", "task": "t", "correct": True}
     run = study.load_run(keep)
     assert run["correct"]["ft"].tolist() == [1.0, 0.0, 1.0]  # ordered by id, not as written
