@@ -1,6 +1,7 @@
 """Run a study's grid of cells, one kept run each, skipping the cells already there (issue 16).
 
     python benchmarks/grid.py tuning [--seeds 0 1] [--commit]
+    python benchmarks/grid.py epochs [--seeds 0 1] [--commit]
     python benchmarks/grid.py selection [--seeds 0 1] [--commit]
     python benchmarks/grid.py map [--error-rates 0.2 0.3 0.4] [--seeds 0 1 2 3 4] [--commit]
     python benchmarks/grid.py budget [--seeds 0 1 2] [--commit]
@@ -21,6 +22,10 @@ records the commit and whether the tree had uncommitted changes).
 
 - ``tuning``: stage2.learning_rate over LEARNING_RATES on the validation split, variants ft,
   two_stage and ta_loop, so each picks its rate from the same grid (benchmarks/study.py).
+- ``epochs``: stage2.epochs over EPOCHS at the tuned learning rate on the validation split,
+  variants ft, two_stage and ta_loop: the number of passes sets ft's optimiser steps, which
+  every variant takes (two_stage and ta_loop spend them as warm-up plus stage 2), so all tune
+  it alike; the tuning cells at that rate are its 3-epoch points.
 - ``selection``: signals.selection as_listed (every signal applied at its designed sign)
   on the validation split at the tuned learning rate, variants ft, two_stage and ta_loop. At
   the default, calibration keeps no signal, so calibrated ta_loop is two_stage of the same
@@ -66,6 +71,7 @@ MAP_SELECTION = "as_listed"
 # The budget curve and active acquisition run at the default error rate, where the map's
 # cells give their full-budget, random-acquisition points.
 CURVE_ERROR_RATE = 0.2
+EPOCHS = (2, 4)  # around the default 3, which the tuning cells at TUNED_RATE already ran
 CURVE_BUDGETS = (48, 96)  # 25% and 50% of the default 192 replies
 
 
@@ -94,6 +100,14 @@ def cells(study: str, seeds: list[int], error_rates: list[float]) -> list[Cell]:
                   f"stage2.learning_rate={TUNED_RATE:g}", *_seeded(seed), "compare=[two_stage, ta_loop]"])
             for seed in seeds
             for selection in SELECTIONS
+        ]  # fmt: skip
+    if study == "epochs":
+        return [
+            Cell(study, f"ep{epochs}-lr{TUNED_RATE:g}-s{seed}",
+                 ["eval.split=val", f"stage2.epochs={epochs}", f"stage2.learning_rate={TUNED_RATE:g}",
+                  *_seeded(seed), "compare=[two_stage, ta_loop]"])
+            for seed in seeds
+            for epochs in EPOCHS
         ]  # fmt: skip
     if study == "tuning":
         variants = "compare=[two_stage, ta_loop]"
@@ -160,12 +174,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("study", choices=["tuning", "selection", "map", "budget", "active", "reference"])
+    parser.add_argument(
+        "study", choices=["tuning", "epochs", "selection", "map", "budget", "active", "reference"]
+    )
     parser.add_argument(
         "--seeds",
         type=int,
         nargs="+",
-        help="default: 0 1 (tuning, selection), 0-2 (budget, active), 0-4 (map); reference: none",
+        help="default: 0 1 (tuning, epochs, selection), 0-2 (budget, active), 0-4 (map); reference: none",
     )
     parser.add_argument("--error-rates", type=float, nargs="+", default=[0.2, 0.3, 0.4])
     parser.add_argument("--commit", action="store_true", help="git-commit each cell as it lands")

@@ -47,6 +47,20 @@ def test_tuning_cells_give_every_variant_the_same_learning_rates_on_validation()
     assert rates == set(grid.LEARNING_RATES)
 
 
+def test_epochs_cells_tune_the_shared_step_count_at_the_tuned_rate_beside_the_tuning_cells() -> None:
+    cells = grid.cells("epochs", [1], [])
+    assert [c.name for c in cells] == ["ep2-lr0.002-s1", "ep4-lr0.002-s1"]
+    default = _params([])
+    tuning_twin = _params(next(c for c in grid.cells("tuning", [1], []) if c.name == "lr0.002-s1").overrides)
+    for c, epochs in zip(cells, grid.EPOCHS, strict=True):
+        params = _params(c.overrides)
+        assert params.stage2.epochs == epochs != default.stage2.epochs
+        # only the epochs differ from the tuning cell at the same rate and seed
+        assert params.model_dump(exclude={"stage2"}) == tuning_twin.model_dump(exclude={"stage2"})
+        stage2, twin_stage2 = params.stage2.model_dump(), tuning_twin.stage2.model_dump()
+        assert {k for k in stage2 if stage2[k] != twin_stage2[k]} == {"epochs"}
+
+
 def test_selection_cells_apply_the_signals_as_listed_on_validation_at_the_default_rate() -> None:
     cells = grid.cells("selection", [0, 1], [])
     assert [c.name for c in cells] == ["as_listed-lr0.002-s0", "as_listed-lr0.002-s1"]
