@@ -445,9 +445,13 @@ def _rel(cmp: dict[str, Any]) -> str:
 
 
 def _points(cmp: dict[str, Any], no_mde: str = "n/a (one seed)") -> str:
-    """Difference in accuracy points with its reported interval, and the MDE."""
+    """Difference in accuracy points with its reported interval, and both MDEs: over seeds
+    (the test items held fixed) and on one seed's items, so that seeds agreeing by chance
+    cannot pass for a sharp instrument beside an interval the items keep wide."""
     lo, hi = cmp["diff_ci"]
     mde = no_mde if cmp["mde"] is None else f"{100 * cmp['mde']:.1f}"
+    if cmp.get("mde_items") is not None:
+        mde += f"; items {100 * cmp['mde_items']:.1f}"
     return f"{100 * cmp['diff']:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f}) | {mde}"
 
 
@@ -532,7 +536,9 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "Against the baseline: the difference in points with a 95% interval spanning the seed-level "
         "t-interval and the joint bootstrap over seeds and shared test items; MDE: the smallest "
-        "difference a t-test over these seeds detects with 80% power at the observed spread.",
+        "difference a t-test over these seeds detects with 80% power at the observed spread (it holds "
+        "the test items fixed), and after 'items' the same for one seed's exact McNemar test on its "
+        "test items (the mean over seeds, at each seed's observed disagreement).",
         "",
         "| variant | "
         + " | ".join(f"seed {s}" for s in seeds)

@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from taloop.io import read_jsonl, write_json, write_jsonl
+from taloop.metrics import mde_paired
 
 from .conftest import load_benchmark
 
@@ -49,6 +50,15 @@ def test_budget_curve_gives_each_point_its_seed_interval_and_the_method_against_
     assert "ta_loop against ft at each budget, same seeds:" in text
     assert "| 48 | 3 | +5.0 (" in text and "| 96 | 3 | -5.0 (" in text
     assert "| ft | 48 | 50% | 3 | 40.0 (15.2 to 64.8) |" in text
+
+
+def test_each_comparison_shows_the_items_mde_beside_the_seeds_one() -> None:
+    cmp = study.compare(_seed_runs([0.4, 0.5]), "ta_loop", "ft")  # disagree on 8 and 10 of 20 items
+    per_seed = [mde_paired(20, 0.4), mde_paired(20, 0.5)]
+    assert None not in per_seed and cmp["mde_items"] == pytest.approx(np.mean(per_seed))
+    mde_cell = study._points(cmp).split(" | ")[1]
+    assert mde_cell == f"{100 * cmp['mde']:.1f}; items {100 * cmp['mde_items']:.1f}"
+    assert study._points({**cmp, "mde_items": None}).split(" | ")[1] == f"{100 * cmp['mde']:.1f}"
 
 
 def test_matching_spend_interpolates_between_measured_budgets() -> None:
