@@ -165,7 +165,7 @@ def run_cell(cell: Cell, commit: bool) -> None:
     if commit:
         rel = str(cell.out.relative_to(REPO))
         subprocess.run(["git", "add", rel], cwd=REPO, check=True)
-        message = f"Study cell {cell.study}/{cell.name}: {' '.join(cell.overrides)}"
+        message = f"Study cell {cell.study}/{cell.name}: {' '.join(cell.overrides) or 'params.yaml as it is'}"
         subprocess.run(["git", "commit", "-q", "-m", message, "--", rel], cwd=REPO, check=True)
 
 
