@@ -59,6 +59,7 @@ log = logging.getLogger("grid")
 REPO = Path(__file__).resolve().parents[1]
 STUDIES = REPO / "reports/studies"
 LEARNING_RATES = (0.001, 0.002, 0.0005, 0.004)  # 2x steps; 4e-3 since 2e-3 was best (seed 0)
+EPOCHS = (2, 4)  # around the default 3, which the tuning cells at TUNED_RATE already ran
 # Against two_stage of the same cell: calibrated ta_loop equals it wherever calibration keeps
 # no signal (each cell's metrics/calibration.json says whether it did).
 SELECTIONS = ("as_listed",)
@@ -71,7 +72,6 @@ MAP_SELECTION = "as_listed"
 # The budget curve and active acquisition run at the default error rate, where the map's
 # cells give their full-budget, random-acquisition points.
 CURVE_ERROR_RATE = 0.2
-EPOCHS = (2, 4)  # around the default 3, which the tuning cells at TUNED_RATE already ran
 CURVE_BUDGETS = (48, 96)  # 25% and 50% of the default 192 replies
 
 
