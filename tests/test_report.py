@@ -64,7 +64,7 @@ def test_tie_and_gold_variants() -> None:
 def test_every_verdict_states_the_comparisons_minimum_detectable_effect() -> None:
     text = verdict("ta_loop", "ft", _cmp(0.12, -0.03, 0.27, 0.21))
     assert text.endswith(
-        "The smallest difference these items detect with 80% power is 13.8% points"
+        "The smallest difference these items detect with 80% power is 13.8 percentage points"
         " (minimum detectable effect at the observed 19.0% disagreement)."
     )
     assert "no difference is detectable" in verdict("ta_loop", "ft", _cmp(0.12, -0.03, 0.27, 0.21, mde=None))
@@ -72,7 +72,8 @@ def test_every_verdict_states_the_comparisons_minimum_detectable_effect() -> Non
 
 def test_baseline_at_zero_reports_points_not_relative() -> None:
     text = verdict("ta_loop", "ft", _cmp(None, 0.1, 0.5, 0.02, diff=0.25))
-    assert "by 25.0% points" in text and "relative" not in text
+    assert "by 25.0 percentage points (95% CI 2.5 to 12.5 percentage points;" in text
+    assert "relative" not in text
 
 
 def _exp(

@@ -13,10 +13,18 @@ def pct(x: float, digits: int = 1) -> str:
     return f"{100 * x:.{digits}f}%".replace("-", "\N{MINUS SIGN}")
 
 
-def _interval(low: float | None, high: float | None, unit: str = "") -> str:
+def points(x: float) -> str:
+    """A difference of two shares in percentage points, written out so that it never reads as
+    a relative change ("11.6% points" beside "11.6% relative" did)."""
+    return f"{100 * x:.1f}".replace("-", "\N{MINUS SIGN}")
+
+
+def _interval(low: float | None, high: float | None, in_points: bool = False) -> str:
     if low is None or high is None:
         return "no CI: the baseline scored 0 in every resample"
-    return f"95% CI {pct(low)} to {pct(high)}{unit}"
+    if in_points:
+        return f"95% CI {points(low)} to {points(high)} percentage points"
+    return f"95% CI {pct(low)} to {pct(high)}"
 
 
 def significant(cmp: Mapping[str, Any], alpha: float = ALPHA) -> bool:
@@ -32,7 +40,7 @@ def _detectable(cmp: Mapping[str, Any]) -> str:
     if mde is None:
         return "On these items no difference is detectable with 80% power."
     return (
-        f"The smallest difference these items detect with 80% power is {pct(mde)} points"
+        f"The smallest difference these items detect with 80% power is {points(mde)} percentage points"
         f" (minimum detectable effect at the observed {pct(cmp['discordant'])} disagreement)."
     )
 
@@ -41,8 +49,8 @@ def verdict(variant: str, baseline: str, cmp: Mapping[str, Any], uses_gold: bool
     """One sentence (two for gold-using variants) on ``variant`` against ``baseline``."""
     rel = cmp.get("relative_improvement")
     if rel is None:  # baseline at 0%: a relative change is undefined, report points
-        size = f"{pct(abs(cmp['diff']))} points"
-        ci = _interval(cmp["diff_ci_low"], cmp["diff_ci_high"], " points")
+        size = f"{points(abs(cmp['diff']))} percentage points"
+        ci = _interval(cmp["diff_ci_low"], cmp["diff_ci_high"], in_points=True)
         change = cmp["diff"]
     else:
         size = f"{pct(abs(rel))} relative"
