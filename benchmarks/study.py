@@ -14,7 +14,8 @@ Each RUN_DIR holds one run's params.yaml, metrics/ and data/predictions/ (as wri
 - acquisition: every active run against the random run with the same seeds and budget, per
   variant (same test items, so paired);
 - tuning: runs evaluated on the validation split (eval.split: val), each with the params it
-  changed against the first of them;
+  changed against the first of them, and each variant's best setting against the default
+  (``--default``, params.yaml) per seed;
 - selection: validation runs with signals.selection as_listed, ta_loop against two_stage and
   the baseline of the same runs (:func:`selection`);
 - error-rate map (issue 16), when the full-budget runs span several ``teacher.error_rate``:
@@ -276,31 +277,44 @@ def acquisition_pairs(runs: list[dict[str, Any]]) -> dict[str, Any]:
             "variants": by_variant}  # fmt: skip
 
 
-def tuning(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Validation runs against the first one: what each changed, and its accuracies."""
+def tuning(runs: list[dict[str, Any]], default: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Validation runs against the first one: what each changed, and its accuracies. With
+    ``default`` (flattened params), ``default`` marks the runs at the default's setting: equal
+    to it in every param, seeds aside, that differs between the runs."""
     if not runs:
         return []
     ref = runs[0]["params"]
     keys = sorted({k for r in runs for k in r["params"]})
-    return [
-        {
+    varying = [
+        k for k in keys if not k.endswith(".seed") and len({str(r["params"].get(k)) for r in runs}) > 1
+    ]
+    rows = []
+    for r in runs:
+        row = {
             "run": r["name"],
             "changed": {k: r["params"].get(k) for k in keys if r["params"].get(k) != ref.get(k)},
             "seed": r["seed"],
             "accuracy": r["accuracy"],
         }
-        for r in runs
-    ]
+        if default is not None:
+            row["default"] = all(r["params"].get(k) == default.get(k) for k in varying)
+        rows.append(row)
+    return rows
 
 
 def tuning_choice(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Per variant, the setting (the changed params other than seeds) with the best mean
     validation accuracy over the seeds every setting ran: every variant picks from the same
     grid with the same seeds, so each gets the same tuning effort. A variant is left out when
-    no seed is common to all its settings."""
+    no seed is common to all its settings. ``vs_default``: the best setting against the rows
+    marked ``default`` (see :func:`tuning`), per common seed and in the mean."""
     settings: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    default = None
     for row in rows:
-        settings[json.dumps(_without_seeds(row["changed"]), sort_keys=True)].append(row)
+        key = json.dumps(_without_seeds(row["changed"]), sort_keys=True)
+        settings[key].append(row)
+        if row.get("default"):
+            default = key
     out = {}
     for v in dict.fromkeys(v for row in rows for v in row["accuracy"]):
         ran = {key: {r["seed"]: r["accuracy"][v] for r in group if v in r["accuracy"]}
@@ -313,6 +327,13 @@ def tuning_choice(rows: list[dict[str, Any]]) -> dict[str, Any]:
         means = {key: np.mean([by_seed[s] for s in common]) for key, by_seed in ran.items()}
         key = max(means, key=lambda k: means[k])
         out[v] = {"setting": json.loads(key), "accuracy": float(means[key]), "seeds": common}
+        if default in ran:
+            # Per seed, so that the change of default can be read against one seed's noise.
+            out[v]["vs_default"] = {
+                "setting": json.loads(default),
+                "per_seed": [float(ran[key][s] - ran[default][s]) for s in common],
+                "diff": float(means[key] - means[default]),
+            }
     return out
 
 
@@ -404,12 +425,15 @@ def pooled_map(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str,
     return out
 
 
-def study(runs: list[dict[str, Any]], method: str = "ta_loop") -> dict[str, Any]:
+def study(
+    runs: list[dict[str, Any]], method: str = "ta_loop", default: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """The tables of the module docstring. With runs at several teacher error rates, the
-    error-rate map covers them all and every other table the error rate most runs have."""
+    error-rate map covers them all and every other table the error rate most runs have.
+    ``default``: the flattened params the tuning's best settings are held against."""
     validation = [r for r in runs if r["split"] == "val"]
     # The signals' selection is chosen by its own study, not as one more tuning setting.
-    tuned = tuning([r for r in validation if not _as_listed(r)])
+    tuned = tuning([r for r in validation if not _as_listed(r)], default)
     listed = selection(validation, method)
     validated = {"tuning": tuned, "tuning_choice": tuning_choice(tuned)}
     if listed:
@@ -653,7 +677,12 @@ def tuning_lines(rows: list[dict[str, Any]], choice: dict[str, Any]) -> list[str
         for v, best in choice.items():
             setting = ", ".join(f"{k}={x}" for k, x in best["setting"].items()) or "the reference"
             seeds = ", ".join(map(str, best["seeds"]))
-            lines.append(f"- {v}: {setting}, {100 * best['accuracy']:.1f}% (mean over seeds {seeds})")
+            line = f"- {v}: {setting}, {100 * best['accuracy']:.1f}% (mean over seeds {seeds})"
+            if "vs_default" in best:
+                vs = best["vs_default"]
+                per_seed = ", ".join(f"{100 * d:+.1f}" for d in vs["per_seed"])
+                line += f"; {100 * vs['diff']:+.1f} points against the default (per seed {per_seed})"
+            lines.append(line)
     return lines
 
 
@@ -667,8 +696,13 @@ def main() -> None:
     parser.add_argument(
         "--note", default="", help="status line stored with the results (e.g. what is missing)"
     )
+    parser.add_argument(
+        "--default", type=Path, default=Path("params.yaml"),
+        help="params file whose setting the tuning's best settings are held against",
+    )  # fmt: skip
     args = parser.parse_args()
-    result = {**study([load_run(r) for r in args.runs]), "note": args.note}
+    default = flatten(yaml.safe_load(args.default.read_text())) if args.default.is_file() else None
+    result = {**study([load_run(r) for r in args.runs], default=default), "note": args.note}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(markdown(result))

@@ -361,6 +361,33 @@ def test_validation_runs_alone_give_the_tuning_table_and_each_variants_best_sett
     assert result["tuning_choice"] == {}  # no seed common to all three settings
 
 
+def test_each_variants_best_setting_is_held_against_the_defaults_setting_per_seed() -> None:
+    def val(seed: int, lr: float, epochs: int, ft: float) -> dict[str, Any]:
+        return _run(seed, 96, "random", {"ft": ft}, split="val", **{
+            "stage2.learning_rate": lr, "stage2.epochs": epochs, "stage2.seed": seed, "eval.batch_size": 80,
+        })  # fmt: skip
+
+    runs = [val(s, lr, ep, ft) for s, lr, ep, ft in [
+        (0, 1e-3, 3, 0.50), (1, 1e-3, 3, 0.52),
+        (0, 2e-3, 3, 0.60), (1, 2e-3, 3, 0.70),  # the default's setting
+        (0, 2e-3, 4, 0.70), (1, 2e-3, 4, 0.65),
+    ]]  # fmt: skip
+    # eval.batch_size is the same in every run: the default's 16 there does not matter; nor do seeds.
+    default = {"stage2.learning_rate": 2e-3, "stage2.epochs": 3, "stage2.seed": 7, "eval.batch_size": 16}
+    result = study.study(runs, default=default)
+    assert [row["default"] for row in result["tuning"]] == [False, False, True, True, False, False]
+    best = result["tuning_choice"]["ft"]
+    assert best["setting"] == {"stage2.learning_rate": 2e-3, "stage2.epochs": 4}  # mean 0.675 vs 0.65
+    assert best["vs_default"]["setting"] == {"stage2.learning_rate": 2e-3}
+    assert best["vs_default"]["per_seed"] == pytest.approx([0.10, -0.05])
+    assert best["vs_default"]["diff"] == pytest.approx(0.025)
+    assert "points against the default (per seed +10.0, -5.0)" in study.markdown(result)
+    # Without a run at the default's setting there is nothing to hold the best against.
+    result = study.study([r for r in runs if r["params"]["stage2.learning_rate"] != 2e-3 or
+                          r["params"]["stage2.epochs"] != 3], default=default)  # fmt: skip
+    assert "vs_default" not in result["tuning_choice"]["ft"]
+
+
 def test_signals_applied_as_listed_are_compared_with_two_stage_of_the_same_runs() -> None:
     def val(seed: int, selection: str, two_stage: float, ta: float, lr: float = 2e-3) -> dict[str, Any]:
         run = _run(
