@@ -286,7 +286,7 @@ def tuning(runs: list[dict[str, Any]], default: dict[str, Any] | None = None) ->
     ref = runs[0]["params"]
     keys = sorted({k for r in runs for k in r["params"]})
     varying = [
-        k for k in keys if not k.endswith(".seed") and len({str(r["params"].get(k)) for r in runs}) > 1
+        k for k in _without_seeds(dict.fromkeys(keys)) if len({str(r["params"].get(k)) for r in runs}) > 1
     ]
     rows = []
     for r in runs:
