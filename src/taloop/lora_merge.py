@@ -51,9 +51,15 @@ def _pairs(state: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torc
     return pairs
 
 
+def _owned(parameter: str, pairs: dict[str, Any]) -> bool:
+    """Whether ``parameter`` is the weight of one of the adapted modules."""
+    return parameter.endswith(".weight") and parameter[: -len(".weight")] in pairs
+
+
 def merge_lora(model: Any, adapter_dir: Path) -> bool:
-    """Add the adapter in ``adapter_dir`` to ``model``'s weights in place; False (``model``
-    untouched) when the adapter is not one this module merges exactly as PEFT does."""
+    """Replace the weights ``model``'s adapted Linear layers have by their sums with the adapter
+    in ``adapter_dir``; False (``model`` untouched) when the adapter is not one this module
+    merges exactly as PEFT does."""
     from safetensors.torch import load_file
 
     config = json.loads((adapter_dir / "adapter_config.json").read_text())
@@ -69,9 +75,20 @@ def merge_lora(model: Any, adapter_dir: Path) -> bool:
     modules = dict(model.named_modules())
     if pairs is None or not all(isinstance(modules.get(name), torch.nn.Linear) for name in pairs):
         return False
+    # A weight shared with another module (a tied lm_head) changes for both when PEFT merges in
+    # place; a new tensor here would change one. Left to PEFT.
+    shared = {p.data_ptr() for n, p in model.named_parameters(remove_duplicate=False) if not _owned(n, pairs)}
+    if any(modules[name].weight.data_ptr() in shared for name in pairs):
+        return False
     scale = _scale(config)
     with torch.no_grad():
         for name, (a, b) in pairs.items():
-            weight = modules[name].weight
-            weight += (b.to(weight.dtype) @ a.to(weight.dtype)) * scale
+            module = modules[name]
+            weight = module.weight
+            # Out of place: the weights safetensors loaded are copy-on-write pages of the
+            # memory-mapped file, and adding into them in place faulted in and copied every
+            # page (0.47 s of an evaluate stage, against 0.07 s for the same sums written to
+            # new tensors). The sum is the same either way.
+            merged = weight + (b.to(weight.dtype) @ a.to(weight.dtype)) * scale
+            module.weight = torch.nn.Parameter(merged, requires_grad=weight.requires_grad)
     return True

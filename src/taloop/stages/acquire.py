@@ -17,6 +17,7 @@ from taloop.config import load_params
 from taloop.io import read_json, read_jsonl, write_json, write_jsonl
 from taloop.profiling import phase
 from taloop.scoring import question_signals, ta_measure_name
+from taloop.stages._run import run
 from taloop.teachers.budget import Ledger
 from taloop.teachers.cache import ReplyCache, default_cache_dir
 from taloop.teachers.collect import check_trainable, collect_or_exit, teacher_or_exit
@@ -69,4 +70,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -12,6 +12,7 @@ from taloop.config import load_params
 from taloop.io import read_json, write_json, write_jsonl
 from taloop.profiling import phase
 from taloop.scoring import score
+from taloop.stages._run import run
 from taloop.tasks.splits import stratified_order
 from taloop.teachers.budget import Ledger
 from taloop.teachers.cache import ReplyCache, default_cache_dir
@@ -53,4 +54,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -9,6 +9,7 @@ from taloop.config import load_params
 from taloop.io import write_json, write_jsonl
 from taloop.manifest import build_manifest
 from taloop.profiling import phase
+from taloop.stages._run import run
 from taloop.teachers.cache import ReplyCache, default_cache_dir
 from taloop.teachers.collect import check_trainable, collect_or_exit, teacher_or_exit
 
@@ -32,4 +33,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

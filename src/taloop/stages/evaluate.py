@@ -10,6 +10,7 @@ from taloop.evaluation import predict, summarise
 from taloop.io import read_json, read_jsonl, write_json, write_jsonl
 from taloop.model_card import release, variant_facts
 from taloop.profiling import phase
+from taloop.stages._run import run
 from taloop.stages._variant import start
 
 log = logging.getLogger(__name__)
@@ -43,4 +44,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -9,6 +9,7 @@ from taloop.config import load_params
 from taloop.io import write_json, write_jsonl
 from taloop.manifest import build_manifest
 from taloop.profiling import phase
+from taloop.stages._run import run
 from taloop.tasks.splits import make_splits
 
 log = logging.getLogger(__name__)
@@ -29,4 +30,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

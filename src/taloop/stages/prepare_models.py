@@ -6,6 +6,7 @@ from __future__ import annotations
 from taloop import logs, paths
 from taloop.config import load_params
 from taloop.models import materialize
+from taloop.stages._run import run
 
 
 def main() -> None:
@@ -16,4 +17,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

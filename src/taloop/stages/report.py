@@ -9,6 +9,7 @@ from taloop import logs, paths
 from taloop.config import load_params
 from taloop.profiling import phase
 from taloop.reporting.build import build
+from taloop.stages._run import run
 
 log = logging.getLogger(__name__)
 
@@ -23,4 +24,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -11,6 +11,7 @@ from taloop.io import read_json, read_jsonl, write_json, write_jsonl
 from taloop.profiling import phase
 from taloop.schedule import split_warmup
 from taloop.scoring import score, signal_metrics, ta_measure_name
+from taloop.stages._run import run
 
 log = logging.getLogger(__name__)
 
@@ -44,4 +45,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

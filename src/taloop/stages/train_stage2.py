@@ -11,6 +11,7 @@ from taloop.calibration import signal_plan
 from taloop.io import read_json, read_jsonl, write_json
 from taloop.model_card import variant_facts, write_card
 from taloop.schedule import plan_variant, settings, teacher_data_fingerprint
+from taloop.stages._run import run
 from taloop.stages._variant import start
 from taloop.training import train_lora
 
@@ -68,4 +69,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -9,6 +9,7 @@ from taloop import data, logs, paths
 from taloop.config import load_params
 from taloop.model_card import CardFacts, base_origin, teacher_facts, write_card
 from taloop.schedule import epoch_steps, settings, split_warmup, to_example
+from taloop.stages._run import run
 from taloop.training import train_lora
 
 
@@ -39,4 +40,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run(main)

@@ -1,0 +1,21 @@
+"""How a stage module runs as a process: ``python -m taloop.stages.<name>`` calls
+:func:`run` with its ``main``."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable
+
+
+def run(main: Callable[[], object]) -> None:
+    """Run ``main`` with the objects that exist before it (the imports) frozen out of garbage
+    collection, and everything frozen once it returns.
+
+    The imports of torch and transformers make ~460k objects that live until the process ends,
+    and every full collection walked them all: during an evaluate stage four took 0.48 s, and
+    the one the interpreter runs at exit 0.8 s, of a 13 s stage. Frozen, they are never walked;
+    what the stage makes and drops is collected as before. At exit nothing is left to collect,
+    and no stage holds garbage whose finalizer matters then: files are closed where written."""
+    gc.freeze()
+    main()
+    gc.freeze()
