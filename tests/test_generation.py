@@ -19,6 +19,7 @@ from taloop.generation import (
     _decode,
     answer_end,
     generate,
+    greedy_tokens,
     sample_seed,
     states_answer,
     through_answer,
@@ -163,6 +164,22 @@ def test_sampler_draws_from_the_tempered_softmax(temperature: float) -> None:
     # Binomial standard error is at most 0.008 here; the draws are seeded, so this is exact
     # across runs, and 0.03 leaves room for any seeds.
     assert torch.allclose(share, expected, atol=0.03), (share, expected)
+
+
+def test_greedy_tokens_are_argmax_of_the_float32_scores() -> None:
+    inf, nan = float("inf"), float("nan")
+    rows = [
+        [1.0, 3.0, 3.0, 2.0],  # tied maxima: the first
+        [1.0, nan, 5.0, nan],  # NaN counts as the maximum: the first NaN
+        [-inf, -inf, -inf, -inf],
+        [0.1, 0.1001, 0.1002, -2.0],  # distinct in float32, tied once rounded to bf16
+    ]
+    torch.manual_seed(0)
+    scores = torch.cat([torch.tensor(rows), torch.randn(64, 4).round(decimals=1)])
+    for dtype in (torch.float32, torch.bfloat16):
+        cast = scores.to(dtype)
+        assert torch.equal(greedy_tokens(cast), cast.float().argmax(-1)), dtype
+    assert greedy_tokens(scores)[:4].tolist() == [1, 1, 0, 2]
 
 
 @pytest.mark.parametrize(

@@ -60,3 +60,14 @@ def test_adapters_it_cannot_merge_exactly_are_left_to_peft(tiny: tuple[Any, Any]
         ours = copy.deepcopy(base)
         assert not merge_lora(ours, _adapter(base, tmp_path / name, **settings)), name
         assert all(torch.equal(v, before[k]) for k, v in ours.state_dict().items()), name
+
+
+def test_adapted_layers_sharing_a_weight_are_left_to_peft(tiny: tuple[Any, Any], tmp_path: Path) -> None:
+    """PEFT adds both layers' updates into the one shared weight; new tensors would split it."""
+    base = tiny[0]
+    adapter = _adapter(base, tmp_path / "adapter", target_modules=["q_proj"])
+    ours = copy.deepcopy(base)
+    layers = ours.model.layers
+    layers[1].self_attn.q_proj.weight = layers[0].self_attn.q_proj.weight
+    assert not merge_lora(ours, adapter)
+    assert layers[1].self_attn.q_proj.weight is layers[0].self_attn.q_proj.weight

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -51,11 +52,6 @@ def _pairs(state: dict[str, torch.Tensor]) -> dict[str, tuple[torch.Tensor, torc
     return pairs
 
 
-def _owned(parameter: str, pairs: dict[str, Any]) -> bool:
-    """Whether ``parameter`` is the weight of one of the adapted modules."""
-    return parameter.endswith(".weight") and parameter[: -len(".weight")] in pairs
-
-
 def merge_lora(model: Any, adapter_dir: Path) -> bool:
     """Replace the weights ``model``'s adapted Linear layers have by their sums with the adapter
     in ``adapter_dir``; False (``model`` untouched) when the adapter is not one this module
@@ -75,10 +71,10 @@ def merge_lora(model: Any, adapter_dir: Path) -> bool:
     modules = dict(model.named_modules())
     if pairs is None or not all(isinstance(modules.get(name), torch.nn.Linear) for name in pairs):
         return False
-    # A weight shared with another module (a tied lm_head) changes for both when PEFT merges in
-    # place; a new tensor here would change one. Left to PEFT.
-    shared = {p.data_ptr() for n, p in model.named_parameters(remove_duplicate=False) if not _owned(n, pairs)}
-    if any(modules[name].weight.data_ptr() in shared for name in pairs):
+    # A weight shared between modules (a tied lm_head, or two adapted layers) changes for all of
+    # them when PEFT merges in place; a new tensor here would change one. Left to PEFT.
+    holders = Counter(p.data_ptr() for _, p in model.named_parameters(remove_duplicate=False))
+    if any(holders[modules[name].weight.data_ptr()] > 1 for name in pairs):
         return False
     scale = _scale(config)
     with torch.no_grad():
