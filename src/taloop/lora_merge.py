@@ -4,7 +4,7 @@ Every generating stage loads the student with its adapter merged (taloop.models.
 PEFT's ``PeftModel.from_pretrained(...).merge_and_unload()`` spent about 0.3 s of an evaluate
 stage's ~20 s importing PEFT and wrapping each target layer only to unwrap it again. For the
 adapters taloop trains (LoRA on Linear layers, no DoRA, no bias, no per-module patterns) the
-merge is ``W += (B @ A) * scale``, PEFT's own formula and order of operations, so the merged
+merge is ``W + (B @ A) * scale``, PEFT's own formula and order of operations, so the merged
 weights are bit for bit PEFT's (tests/test_lora_merge.py). Any other adapter returns False and
 the caller merges with PEFT.
 """
