@@ -1,4 +1,5 @@
-# `make run`  : set up (once) and run the pipeline on params.yaml (`dvc repro`)
+# `make run`  : set up (once) and run the pipeline on params.yaml (`dvc repro`, through `taloop run`)
+# `make quick`: the same on the quick profile (about 5 minutes): a first look
 # `make test` : set up (once) and run the test suite
 # `make mutation`: mutation score of the core modules -> benchmarks/results/mutation.json (about 30 minutes on 2 cores)
 VENV ?= .venv
@@ -7,7 +8,7 @@ STAMP := $(VENV)/.taloop-setup
 TORCH ?= torch==2.13.0
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup run test lint mutation
+.PHONY: setup run quick test lint mutation
 
 setup: $(STAMP)
 
@@ -22,7 +23,10 @@ $(STAMP): requirements.txt requirements-models.txt pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	dvc repro
+	taloop run
+
+quick: setup
+	taloop run --profile quick
 
 test: setup
 	$(PY) -m pytest -q

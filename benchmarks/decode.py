@@ -33,7 +33,7 @@ from typing import Any
 import torch
 import yaml
 
-from taloop import logs
+from taloop import logs, precision
 from taloop.config import validate_params
 from taloop.generation import generate, states_answer, task_answered, through_answer
 from taloop.models import load_source, load_student, store_for_autocast
@@ -134,7 +134,7 @@ def main() -> None:
         model, tok = load_source(params.student.model)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
-    bf16 = params.student.bf16
+    bf16 = precision.student(params.student.bf16).bf16
     if bf16:  # as taloop.generation.complete runs the student (the same logits, faster)
         store_for_autocast(model, torch.bfloat16)
     sig = params.signals

@@ -7,6 +7,8 @@ earlier revision.
     python benchmarks/run.py --readme      # only rewrite the README table from results.json
     python benchmarks/run.py --baseline-rev REV --eval-repeats 3   # evaluate stages 4x, medians
     python benchmarks/run.py --repeat-in WORKDIR --eval-repeats 3  # the same, after a --workdir run
+    python benchmarks/run.py --baseline-rev HEAD --baseline-set student.bf16=false --bf16-units
+        # student.bf16 auto against false side by side, and what `true` would cost here
 
 Runs `dvc repro -s <stage>` for each stage in order, in a fresh copy of the repository with
 an empty teacher cache (so nothing is reused from earlier runs), polling the resident memory
@@ -48,14 +50,20 @@ import numpy as np
 import psutil
 import yaml
 
-from taloop import logs
+from taloop import logs, runtime
+from taloop.config import validate_params
 from taloop.io import read_json, read_jsonl, write_jsonl
+from taloop.manifest import numerics
 from taloop.profiles import flatten
 from taloop.profiling import PROFILE_ENV
+from taloop.reporting.summary import ran_in
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from tests.pipeline import copy_repo  # noqa: E402  (the tests' repository copy, reused)
+
+sys.path.insert(0, str(Path(__file__).parent))
+from precision import extrapolate  # noqa: E402  (benchmarks/precision.py)
 
 RESULTS = REPO / "benchmarks/results.json"
 README = REPO / "README.md"
@@ -305,8 +313,11 @@ def summarise_run(
     again = read_json(copy.repo / "metrics/teacher.json")
     params = yaml.safe_load((copy.repo / "params.yaml").read_text())
     variants = [params["baseline"], *params["compare"]]
+    evals = [read_json(p) for p in sorted((copy.repo / "metrics/eval").glob("*.json"))]
     return {
         "rev": copy.rev,
+        "precision": ran_in(*evals),
+        "params": flatten(validate_params(params).model_dump(mode="json")),  # resolved, defaults included
         "stages": stages,
         "total_seconds": sum(r["seconds"] for r in stages.values()),
         "cache": {
@@ -368,6 +379,30 @@ KEPT_PREDICTION_FIELDS = ("id", "task", "correct")
 KEPT_REPORT = ("report.md", "report.html", "figures")
 
 
+def bf16_units(copy: Copy, out: Path) -> dict[str, Any]:
+    """benchmarks/precision.py in ``copy`` after its pipeline ran: bf16 against fp32 per phase."""
+    script = copy.repo / "benchmarks/precision.py"
+    cmd = [sys.executable, str(script), "--repo", str(copy.repo), "--out", str(out)]
+    subprocess.run(cmd, cwd=copy.repo, env={**copy.env, PROFILE_ENV: str(out.parent / "precision-profile")},
+                   check=True)  # fmt: skip
+    return read_json(out)
+
+
+def record_stage_times(results: Mapping[str, Any], profile: str | None, probe_s: float, path: Path) -> None:
+    """The run's stage times and this machine's speed probe, under the profile's name, for
+    `taloop run`'s estimate (taloop.runtime); other profiles' records stay."""
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    record[profile or "default"] = {
+        "stages": {s: round(r["seconds"], 1) for s, r in results["stages"].items()},
+        "probe_s": probe_s,
+        "precision": results["precision"],
+        "cpu_capability": results["machine"]["numerics"]["cpu_capability"],
+        "rev": results["rev"]["commit"],
+        "params": results["params"],
+    }
+    path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+
+
 def keep_run(repo: Path, keep: Path, report: bool = False) -> None:
     """Copy a run's numbers, not its models, to ``keep`` (e.g. a study cell to commit): params,
     metrics, and per variant which test items it got right; with ``report``, its report too,
@@ -408,6 +443,7 @@ def benchmark(
     eval_repeats: int = 0,
     own_overrides: tuple[list[str], list[str]] = ([], []),
     keep_report: bool = False,
+    units: bool = False,
 ) -> dict[str, Any]:
     """``overrides`` go to both copies, ``own_overrides`` to the new copy and the baseline's
     only (e.g. a param the baseline revision does not have). ``keep``, ``keep_report``: see
@@ -415,7 +451,8 @@ def benchmark(
     :func:`repeat_evaluations`. ``workdir``: run there and leave the
     repository copy (models, DVC cache) and its teacher cache behind (repo/, cache/; the
     baseline's under baseline/), e.g. to run `dvc exp run` variations on top; default: a
-    temporary directory."""
+    temporary directory. ``units``: then :func:`bf16_units` in the new copy, and its stages
+    extrapolated to ``student.bf16: true``."""
     with _workspace(workdir) as tmp:
         copies = [make_copy(tmp, "this", None, profile, overrides + own_overrides[0])]
         if baseline_rev is not None:
@@ -459,11 +496,14 @@ def benchmark(
                     out["same_teacher_replies"],
                     ", ".join(out["params_differ"]) or "none",
                 )
+        if units:
+            measured = bf16_units(copies[0], tmp / "bf16-units.json")
+            out["bf16_forced"] = {"units": measured, "stages_extrapolated": extrapolate(results[0], measured)}
         if keep is not None:
             keep_run(copies[0].repo, keep, keep_report)
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
     return {
-        "machine": {**machine, "python": platform.python_version()},
+        "machine": {**machine, "python": platform.python_version(), "numerics": numerics()},
         "profile": profile,
         "overrides": overrides,
         **({"new_overrides": own_overrides[0]} if own_overrides[0] else {}),
@@ -518,7 +558,11 @@ def _times(ratio: float | None) -> str:
 def comparison_table(results: dict[str, Any]) -> str:
     """The README table of a run with a baseline: both revisions' figures and the speed-ups."""
     base, speed = results["baseline"], results["speedup"]
-    old, new = f"baseline {_rev_label(base['rev'])}", f"new {_rev_label(results['rev'])}"
+    old, new = (
+        f"{copy} {_rev_label(r['rev'])}"
+        + (f" `{' '.join(results[f'{copy}_overrides'])}`" if results.get(f"{copy}_overrides") else "")
+        for copy, r in (("baseline", base), ("new", results))
+    )
     lines = [
         f"| stage | {old} | {new} | speed-up | peak memory, {old} | peak memory, {new} |",
         "|---|---|---|---|---|---|",
@@ -572,7 +616,64 @@ def comparison_table(results: dict[str, Any]) -> str:
     if "dequantise" in prepare.get("phases", {}):
         lines.append("The new code de-quantised its GGUF models: the machine's model cache was empty.")
     lines += ["", f"New code: {_cache_line(results['cache'])}"]
+    lines += machine_kinds_table(results)
     return "\n".join(lines)
+
+
+# The default pipeline on a 2-core machine with avx512_bf16, bf16 autocast (a460440's run).
+BF16_MACHINE_RESULTS = REPO / "benchmarks/results/default-avx512_bf16.json"
+
+
+def _kinds_row(stage: str, bf16_machine: float | None, auto: float, false: float, true: float) -> str:
+    other = _minutes(bf16_machine) if bf16_machine is not None else "–"
+    return (
+        f"| {stage} | {other} | {_minutes(auto)} | {_minutes(false)} | {auto / false:.2f} "
+        f"| {_minutes(true)} | {true / auto:.1f}x |"
+    )
+
+
+def machine_kinds_table(results: Mapping[str, Any]) -> list[str]:
+    """Stage times on both machine kinds: the earlier run on a CPU with avx512_bf16, and this
+    run's copies (``auto`` and forced ``false``) with ``true`` extrapolated from the measured
+    bf16/fp32 ratios (benchmarks/precision.py), when this run measured them."""
+    forced = results.get("bf16_forced")
+    if forced is None or not BF16_MACHINE_RESULTS.is_file():
+        return []
+    other = json.loads(BF16_MACHINE_RESULTS.read_text())
+    kind = results["machine"]["numerics"]["cpu_capability"]
+    base, extrapolated = results["baseline"], forced["stages_extrapolated"]
+    units = forced["units"]
+    lines = [
+        "",
+        f"Both machine kinds, stage by stage (this run: {kind}, no avx512_bf16; `auto` resolved to "
+        f"{results['precision']}):",
+        "",
+        f"| stage | avx512_bf16 machine, bf16 ({_rev_label(other['rev'])}) | {kind}, `auto` "
+        f"| {kind}, `false` | `auto` / `false` | {kind}, `true` (extrapolated) | `true` / `auto` |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for stage, r in results["stages"].items():
+        theirs = other["stages"].get(stage)
+        times = (theirs["seconds"] if theirs else None, r["seconds"], base["stages"][stage]["seconds"])
+        lines.append(_kinds_row(stage, *times, extrapolated[stage]))
+    totals = (other["total_seconds"], results["total_seconds"], base["total_seconds"])
+    lines.append(_kinds_row("**total**", *totals, sum(extrapolated.values())))
+    train, gen = units["training"]["ratio"], units["generation"]["ratio"]
+    lines += [
+        "",
+        f"`true` on this machine: measured bf16/fp32 ratios over {units['steps']} warm-up optimiser "
+        f"steps ({train['wall']:.1f}x the whole call; "
+        + ", ".join(
+            f"{p} {train[p]:.1f}x"
+            for p in ("frozen_prefix", "forward", "backward", "optimizer")
+            if p in train
+        )
+        + f") and {units['items']} evaluation items ({gen['wall']:.1f}x; "
+        + ", ".join(f"{p} {gen[p]:.1f}x" for p in ("prefill", "decode") if p in gen)
+        + "); each stage's student phases in the `auto` run scaled by them (a whole run under `true` "
+        "would take the hours the table shows).",
+    ]
+    return lines
 
 
 def _repeats_table(results: Mapping[str, Any], old: str, new: str) -> list[str]:
@@ -643,6 +744,11 @@ def main() -> None:
         help="only the --eval-repeats runs, in the --workdir of the run that wrote --out, added to it",
     )
     parser.add_argument(
+        "--bf16-units",
+        action="store_true",
+        help="then time training and decoding in fp32 and bf16 in the new copy (benchmarks/precision.py)",
+    )
+    parser.add_argument(
         "--readme",
         action="store_true",
         help="only regenerate the README table (from benchmarks/results.json)",
@@ -667,8 +773,16 @@ def main() -> None:
             args.eval_repeats,
             (args.new_set, args.baseline_set),
             args.keep_report,
+            args.bf16_units,
         )
+        # in the precision the new copy ran in: what `taloop run` measures on a user's machine
+        probe = runtime.speed_probe(bf16=results["precision"] == "bf16", repeats=9)
+        results["speed_probe_s"] = probe
         args.out.write_text(json.dumps(results, indent=2) + "\n")
+        if args.set or args.new_set:
+            log.info("not recorded in %s: the new copy ran with overrides", runtime.STAGE_TIMES)
+        else:
+            record_stage_times(results, args.profile, probe, REPO / runtime.STAGE_TIMES)
     # The README shows the committed default run only, not a study run written elsewhere.
     if args.out.resolve() == RESULTS.resolve():
         write_readme(json.loads(RESULTS.read_text()))

@@ -53,3 +53,11 @@ def test_records_the_leaves_a_process_reads(tmp_path: Path) -> None:
 
 def test_writes_nothing_unless_asked(tmp_path: Path) -> None:
     assert _trace(tmp_path, READER.format(params=str(REPO / "params.yaml")), traced=False) == []
+
+
+def test_a_process_outside_a_dvc_stage_is_not_traced(tmp_path: Path) -> None:
+    out = tmp_path / "trace"
+    env = {k: v for k, v in os.environ.items() if k != "DVC_STAGE"} | {TRACE_ENV: str(out)}
+    code = f"from taloop.config import load_params; load_params({str(REPO / 'params.yaml')!r}).teacher.model"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=tmp_path)
+    assert not out.exists()

@@ -15,10 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
+from taloop import precision
 from taloop.acquisition import warm_count
 from taloop.config import TA_MEASURES, load_params
+from taloop.repro import stages_to_run
 
 from .conftest import REPO
 from .pipeline import copy_repo, run, trace_dir
@@ -29,7 +32,8 @@ TASKS = set(load_params(REPO / "params.yaml").data.tasks)
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = copy_repo(tmp_path_factory.mktemp("full") / "repo")
-    run(repo, "dvc", "repro")
+    result = run(repo, "taloop", "run")  # dvc repro, as `make run` runs it
+    (repo.parent / "taloop-run.log").write_text(result.stdout + result.stderr)
     run(repo, "git", "add", "dvc.lock")
     run(repo, "git", "commit", "-qm", "tiny run")
     return repo
@@ -90,7 +94,7 @@ def test_training_curves_are_dvc_plots_from_dvclive_itself(tiny_run: Path) -> No
 
 
 # The README's view for comparing experiments (section "Comparing experiments").
-EXP_VIEW = ("--drop", ".*", "--keep", r"Experiment|acc\.|usd$|ta_auc$")
+EXP_VIEW = ("--drop", ".*", "--keep", r"Experiment|acc\.|usd$|ta_auc$|precision$")
 
 
 @pytest.mark.slow
@@ -104,12 +108,44 @@ def test_readme_exp_show_view_leads_with_what_users_compare(tiny_run: Path) -> N
         *(f"acc.{v}" for v in variants),
         "usd",
         "ta_auc",
+        "precision",
         "stage2.mode",
     ]
     headline = _json(tiny_run / "metrics/headline.json")
     ev = _json(tiny_run / "metrics/eval/ta_loop.json")
     assert headline["acc"]["ta_loop"].startswith(f"{100 * ev['accuracy']:.1f}% ")
     assert headline["acc"]["ta_loop"].endswith(f" p={ev['vs_baseline']['p_value']:.2f}")
+
+
+@pytest.mark.slow
+def test_taloop_run_counts_the_stages_and_ends_with_the_verdicts(tiny_run: Path) -> None:
+    log = (tiny_run.parent / "taloop-run.log").read_text()
+    stages = run(tiny_run, "dvc", "stage", "list", "--name-only").stdout.split()
+    assert f"[1/{len(stages)}] prepare_data" in log and f"[{len(stages)}/{len(stages)}] report" in log
+    assert f"the report will be {(tiny_run / 'reports/report.html').resolve()}" in log
+    summary = _json(tiny_run / "metrics/summary.json")
+    for text in summary["verdicts"].values():
+        assert f"verdict: {text}" in log
+    assert log.rstrip().endswith(f"report: {(tiny_run / 'reports/report.html').resolve()}")
+
+
+@pytest.mark.slow
+def test_the_precision_the_student_ran_in_is_recorded(tiny_run: Path) -> None:
+    """The test profile says `student.bf16: auto`: what it resolved to on this machine is in the
+    model manifests, every stage's metrics, the run card and `dvc exp show`'s headline."""
+    expected = precision.resolve("auto")
+    for model in ("warmup", "stage2/ft", "stage2/ta_loop", "release/ta_loop"):
+        manifest = _json(tiny_run / "models" / model / "manifest.json")
+        assert manifest["precision"] == expected.record()
+    for metrics in ("calibration.json", "signals.json", "stage2/oracle.json", "eval/two_stage.json"):
+        assert _json(tiny_run / "metrics" / metrics)["student_precision"] == expected.name
+    run_card = _json(tiny_run / "metrics/summary.json")["run"]
+    assert run_card["precision"] == {"bf16_setting": "auto", "resolved": expected.name}
+    assert (
+        f"| student precision | {expected.name} (student.bf16: auto) |"
+        in (tiny_run / "reports/report.md").read_text()
+    )
+    assert _json(tiny_run / "metrics/headline.json")["precision"] == expected.name
 
 
 @pytest.mark.slow
@@ -164,6 +200,18 @@ def test_signals_cover_stage2_replies(tiny_run: Path) -> None:
     assert metrics["ta_summary_measure"] == chosen
     assert set(metrics["signals"][f"ta_teacher_{chosen}"]["per_group"]) == TASKS
     assert (tiny_run / "metrics/train/warmup/plots/metrics/train/loss.tsv").is_file()
+
+
+@pytest.mark.slow
+def test_stages_to_run_are_the_changed_ones_and_all_downstream(experiment: Path) -> None:
+    assert stages_to_run(experiment) == []
+    path = experiment / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    params["stage2"]["learning_rate"] = 0.0031
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    stages = run(experiment, "dvc", "stage", "list", "--name-only").stdout.split()
+    expected = [s for s in stages if s.startswith(("train_", "evaluate")) or s == "report"]
+    assert stages_to_run(experiment) == expected
 
 
 @pytest.mark.slow

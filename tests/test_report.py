@@ -151,12 +151,14 @@ def test_run_card_says_what_the_simulated_teacher_gets_wrong_and_a_real_one_does
     teacher = {"model": "simulated-cot-v1", "backend": "simulated", "prompt_template": "cot_v1",
                "simulated": True, "error_rate": 0.2, "error_mode": "systematic"}  # fmt: skip
     run = {
-        "student": "s", "ta": "t", "ta_scorer": "auto", "teacher": teacher,
+        "student": "s", "precision": {"bf16_setting": "auto", "resolved": "fp32"}, "ta": "t",
+        "ta_scorer": "auto", "teacher": teacher,
         "budget": {"queries": 192, "usd": None}, "acquisition": {"mode": "random"},
         "spend": {"usd_value": 0.1, "replies": 192, "usd_spent_this_run": 0.1, "cache_hits": 0},
         "seeds": {"stage2": 0}, "git_revision": "abc", "experiment": "e", "params_hash": "h",
     }  # fmt: skip
     card = run_card_table(run, 0.8)
     assert "SIMULATED offline teacher (systematic errors at rate 0.2), not a real LLM; 80.0%" in card
+    assert "| student precision | fp32 (student.bf16: auto) |" in card
     real = run_card_table({**run, "teacher": {**teacher, "backend": "openai", "simulated": False}}, 0.8)
     assert "errors at rate" not in real

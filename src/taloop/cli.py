@@ -1,4 +1,5 @@
-"""`taloop` command line: validate params, apply profiles, estimate teacher cost, compare experiments."""
+"""`taloop` command line: run the pipeline, validate params, apply profiles, estimate teacher
+cost, compare experiments."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import logging
 import sys
 from pathlib import Path
 
-from taloop import logs, paths
-from taloop.config import ConfigError, load_params
+from taloop import logs, paths, repro
+from taloop.config import load_params
+from taloop.errors import UsageError, debug
 from taloop.profiles import apply_profile
 from taloop.reporting.compare import exp_show, runs_from_exp_show, write_compare
 from taloop.teachers.planning import estimate_collection
@@ -21,6 +23,12 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup()
     parser = argparse.ArgumentParser(prog="taloop", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser(
+        "run",
+        help="dvc repro with a time estimate for this machine, stage progress and the verdicts at the end",
+    )
+    run.add_argument("--profile", help="merge profiles/<name>.yaml into params.yaml first (e.g. quick)")
+    run.add_argument("repro_args", nargs=argparse.REMAINDER, help="passed to dvc repro")
     validate = sub.add_parser("validate", help="check a params file against the schema")
     validate.add_argument("params", nargs="?", default="params.yaml")
     profile = sub.add_parser("profile", help="merge profiles/<name>.yaml into params.yaml")
@@ -38,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     estimate.add_argument("params", nargs="?", default="params.yaml")
     args = parser.parse_args(argv)
     try:
+        if args.command == "run":
+            return _run(args.profile, args.repro_args)
         if args.command == "validate":
             load_params(args.params)
             log.info("%s: valid", args.params)
@@ -54,10 +64,25 @@ def main(argv: list[str] | None = None) -> int:
             )
             result = write_compare(runs_from_exp_show(payload), Path(args.out))
             log.info("compared %d experiments: %s", len(result["experiments"]), args.out)
-    except (ConfigError, FileNotFoundError, ValueError, RuntimeError) as err:
+    except (UsageError, FileNotFoundError) as err:
+        if debug():
+            raise
         log.error("%s", err)
         return 1
     return 0
+
+
+def _run(profile: str | None, repro_args: list[str]) -> int:
+    if profile:
+        apply_profile(profile, paths.PARAMS)
+        log.info("applied profiles/%s.yaml to params.yaml (`git checkout params.yaml` undoes it)", profile)
+    params = load_params(paths.PARAMS)
+    stages = repro.stages_to_run()
+    estimate = repro.announce(params, stages, profile or "default")
+    code = repro.follow(["dvc", "repro", *repro_args], stages, estimate)
+    if code == 0:
+        repro.conclude()
+    return code
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from taloop import param_trace
+from taloop.errors import UsageError
+from taloop.precision import Bf16Setting
 from taloop.tasks.prompts import available_templates
 from taloop.tasks.registry import BUILTIN_TASKS, check_generator_config
 
@@ -27,7 +29,7 @@ TA_MEASURES = ("mean_logprob", "min_logprob", "local_window", "answer_logprob", 
 TaMeasure = Literal["mean_logprob", "min_logprob", "local_window", "answer_logprob", "contrastive"]
 
 
-class ConfigError(ValueError):
+class ConfigError(UsageError, ValueError):
     """Params failed validation; ``str()`` lists one ``key.path: problem`` per line."""
 
     def __init__(self, problems: list[tuple[str, str]], source: str = "params") -> None:
@@ -207,7 +209,11 @@ class StudentConfig(_Section):
     )
     max_length: int = Field(384, ge=32, description="prompt + completion tokens kept in training")
     lora: LoraConfig = LoraConfig()
-    bf16: bool = Field(False, description="bf16 autocast in training and decoding (avx512_bf16 CPUs, GPUs)")
+    bf16: Bf16Setting = Field(
+        "auto",
+        description="bf16 autocast in training and decoding: auto (only where the hardware runs bf16 "
+        "natively: CPUs with avx512_bf16 or AMX, CUDA devices with bf16; else fp32), true or false",
+    )
     launcher: str = Field(
         "python",
         min_length=1,

@@ -29,6 +29,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
+from taloop import precision
 from taloop.config import Params
 from taloop.kv_cache import prefill
 from taloop.models import free_weights, load_student, store_for_autocast
@@ -122,17 +123,17 @@ def complete(
     """``num_samples`` completions per prompt from the student (base plus merged adapter) with
     ``generation.backend``, each ending at its answer line (``answered``, see
     :func:`generate`), and the student's tokenizer."""
+    bf16 = precision.student(params.student.bf16).bf16
     if params.generation.backend == "vllm":
         return _vllm(
-            base_dir, adapter, prompts, max_new_tokens, num_samples, temperature, seed, params.student.bf16,
-            answered,
+            base_dir, adapter, prompts, max_new_tokens, num_samples, temperature, seed, bf16, answered,
         )  # fmt: skip
     model, tok = load_student(base_dir, adapter)
-    if params.student.bf16:
+    if bf16:
         store_for_autocast(model, torch.bfloat16)
     outputs = generate(
         model, tok, prompts, max_new_tokens=max_new_tokens, batch_size=batch_size, num_samples=num_samples,
-        temperature=temperature, seed=seed, bf16=params.student.bf16, answered=answered, desc=desc,
+        temperature=temperature, seed=seed, bf16=bf16, answered=answered, desc=desc,
     )  # fmt: skip
     free_weights(model)
     return outputs, tok

@@ -13,6 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from taloop.precision import Precision
+
 log = logging.getLogger(__name__)
 
 PACKAGES = (
@@ -88,8 +90,9 @@ def numerics() -> dict[str, Any]:
     }
 
 
-def build_manifest(stage: str, seeds: dict[str, int]) -> dict[str, Any]:
-    return {
+def build_manifest(stage: str, seeds: dict[str, int], precision: Precision | None = None) -> dict[str, Any]:
+    """``precision``: for the stages that run the student, the precision it ran in and why."""
+    manifest = {
         "stage": stage,
         "created_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_revision": _git("rev-parse", "HEAD"),
@@ -100,3 +103,6 @@ def build_manifest(stage: str, seeds: dict[str, int]) -> dict[str, Any]:
         "packages": {p: _version(p) for p in PACKAGES},
         "numerics": numerics(),
     }
+    if precision is not None:
+        manifest["precision"] = precision.record()
+    return manifest

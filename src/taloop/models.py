@@ -20,6 +20,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from taloop.errors import UsageError
 from taloop.io import write_json
 from taloop.profiling import phase
 
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-class ModelNotFoundError(FileNotFoundError):
+class ModelNotFoundError(UsageError, FileNotFoundError):
     pass
 
 
@@ -200,9 +201,18 @@ def load_source(name: str) -> tuple[Any, Any]:
     with phase("model_load"):
         if name == TINY_RANDOM:
             return _tiny_random()
-        return AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32), AutoTokenizer.from_pretrained(
-            name
-        )
+        try:
+            return AutoModelForCausalLM.from_pretrained(
+                name, dtype=torch.float32
+            ), AutoTokenizer.from_pretrained(name)
+        except OSError as err:
+            if Path(name).exists():
+                raise  # a local folder that is there but unreadable: transformers' message says why
+            raise ModelNotFoundError(
+                f"{name!r} is none of the offline aliases ({', '.join(GGUF_ALIASES)}, {TINY_RANDOM}), "
+                "no local folder, and not in the Hugging Face cache (taloop runs with HF_HUB_OFFLINE=1); "
+                f"give a local path, or download it once with `hf download {name}`"
+            ) from err
 
 
 def _save(name: str, model: Any, tok: Any, out_dir: Path) -> None:

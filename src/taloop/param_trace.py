@@ -67,8 +67,11 @@ _recorder: _Recorder | None = None
 def trace(params: BaseModel, section_type: type[BaseModel], out_dir: Path) -> None:
     """Record every field read from ``params`` (whose sections subclass ``section_type``) until
     the process exits, then write the keys under ``out_dir``. Every call in a process adds to
-    one record."""
+    one record. Only a process DVC runs as a stage (``DVC_STAGE`` set) is traced: the reads of
+    one that drives dvc (``taloop run`` checking params.yaml first) belong to no stage."""
     global _recorder
+    if not os.environ.get("DVC_STAGE"):
+        return
     if _recorder is None:
         recorder = _recorder = _Recorder()
 
@@ -84,6 +87,6 @@ def trace(params: BaseModel, section_type: type[BaseModel], out_dir: Path) -> No
 
 def _write(recorder: _Recorder, out_dir: Path) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    stage = os.environ.get("DVC_STAGE", "no-stage")
+    stage = os.environ["DVC_STAGE"]
     record = {"stage": stage, "reads": sorted(recorder.reads)}
     (out_dir / f"{stage}.{os.getpid()}.json").write_text(json.dumps(record, indent=1))

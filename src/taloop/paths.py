@@ -57,3 +57,8 @@ COMPARE_HTML = REPORTS / "compare.html"
 SUMMARY = METRICS / "summary.json"
 HEADLINE = METRICS / "headline.json"
 PLOT_DATA = METRICS / "plots"
+
+
+def model_manifest(model_dir: Path) -> Path:
+    """What trained the adapter in ``model_dir``: versions, seeds, CPU, precision."""
+    return model_dir / "manifest.json"

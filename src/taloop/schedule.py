@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from taloop import precision
 from taloop.acquisition import warm_count
 from taloop.config import ConfigError, Params, TrainingConfig
 from taloop.selection import SignalPlan, example_weights, task_diagnostics
@@ -22,7 +23,7 @@ def settings(params: Params, cfg: TrainingConfig, steps: int) -> TrainSettings:
         steps=steps, learning_rate=cfg.learning_rate, batch_size=cfg.batch_size,
         max_length=params.student.max_length, seed=cfg.seed,
         lora_r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, lora_top_layers=lora.top_layers,
-        bf16=params.student.bf16,
+        bf16=precision.student(params.student.bf16).bf16,
     )  # fmt: skip
 
 

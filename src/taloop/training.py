@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from taloop import profiling
+from taloop.errors import UsageError
 from taloop.frozen_prefix import frozen_cut, prefix_states, top_layers_only
 from taloop.loss import WeightedCollator, loss_normaliser, scored_positions, weighted_loss
 from taloop.profiling import phase
@@ -60,7 +61,7 @@ def chat_prompt(tok: Any, prompt: str) -> str:
     return f"{prompt}\n"
 
 
-class PromptTooLongError(ValueError):
+class PromptTooLongError(UsageError, ValueError):
     """A prompt leaves no room for its completion within the token limit."""
 
 

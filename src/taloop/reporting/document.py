@@ -77,6 +77,10 @@ def run_card_table(run: Mapping[str, Any], teacher_accuracy: float | None) -> st
     cap = "none" if budget["usd"] is None else usd(budget["usd"])
     rows = [
         ("student", run["student"]),
+        (
+            "student precision",
+            f"{run['precision']['resolved']} (student.bf16: {str(run['precision']['bf16_setting']).lower()})",
+        ),
         ("teaching assistant", f"{run['ta']} ({run['ta_scorer']} scorer)"),
         ("teacher", teacher),
         ("budget", f"{budget['queries']} teacher queries; USD cap {cap}"),

@@ -29,9 +29,22 @@ def git_revision() -> str | None:
     return out.stdout.strip() or None
 
 
-def run_card(params: Params, teacher: Mapping[str, Any], acquisition: Mapping[str, Any]) -> dict[str, Any]:
+def ran_in(*metrics: Mapping[str, Any]) -> str:
+    """The precision the student trained and decoded in, from the stages' metrics: "fp32",
+    "bf16", "mixed (...)" when stages ran on machines that resolved it differently, or
+    "unknown" for metrics from before it was recorded."""
+    seen = sorted({m["student_precision"] for m in metrics if m.get("student_precision")})
+    if not seen:
+        return "unknown"
+    return seen[0] if len(seen) == 1 else f"mixed ({', '.join(seen)})"
+
+
+def run_card(
+    params: Params, teacher: Mapping[str, Any], acquisition: Mapping[str, Any], precision: str
+) -> dict[str, Any]:
     return {
         "student": params.student.model,
+        "precision": {"bf16_setting": params.student.bf16, "resolved": precision},
         "ta": params.ta.model,
         "ta_scorer": params.ta.scorer,
         "teacher": {
@@ -109,7 +122,7 @@ def build_summary(
         if name != base
     }
     return {
-        "run": run_card(params, teacher, acquisition),
+        "run": run_card(params, teacher, acquisition, ran_in(*evals.values(), *stage2.values())),
         "baseline": base,
         "variants": variants,
         "verdicts": verdicts,
@@ -157,7 +170,8 @@ def headline(summary: Mapping[str, Any]) -> dict[str, Any]:
     variant (baseline first): its accuracy and, for the others, the relative change and p vs
     the baseline in one short text, "48.8% +5.4% p=0.70" (numbers per field would take three
     columns per variant and overflow 160 columns; metrics/eval/*.json keep them numeric); then
-    the teacher data's USD and the chosen TA measure's AUC at flagging wrong teacher replies."""
+    the teacher data's USD, the chosen TA measure's AUC at flagging wrong teacher replies, and
+    the precision the student ran in."""
     base = summary["baseline"]
     acc = {}
     for name, row in summary["variants"].items():
@@ -171,4 +185,6 @@ def headline(summary: Mapping[str, Any]) -> dict[str, Any]:
         "acc": acc,
         "usd": round(summary["teacher"]["usd_value"], 4),
         "ta_auc": None if auc is None else round(auc, 3),
+        # bf16 and fp32 machines differ in the last items' answers: say which one this was
+        "precision": summary["run"]["precision"]["resolved"],
     }

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 
-from taloop import data, logs, paths
+from taloop import data, logs, paths, precision
 from taloop.calibration import decide
 from taloop.config import load_params
 from taloop.io import read_json, write_json, write_jsonl
@@ -47,7 +47,8 @@ def main() -> None:
         decision = decide(rows, params)
     with phase("write_outputs"):
         write_jsonl(paths.CALIBRATION_ROWS, rows)
-        write_json(paths.CALIBRATION, {**decision, "teacher": teacher_metrics})
+        ran_in = precision.student(params.student.bf16).name
+        write_json(paths.CALIBRATION, {**decision, "teacher": teacher_metrics, "student_precision": ran_in})
     chosen = decision["chosen"]
     log.info("calibration on %d validation replies: measure %s, signs %s",
              len(rows), chosen["measure"], chosen["signs"])  # fmt: skip

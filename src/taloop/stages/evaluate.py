@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from taloop import data, paths
+from taloop import data, paths, precision
 from taloop.evaluation import predict, summarise
 from taloop.io import read_json, read_jsonl, write_json, write_jsonl
 from taloop.model_card import release, variant_facts
@@ -29,6 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     rows = predict(params, paths.BASE_STUDENT, paths.stage2_model(variant), questions, data.tasks(params))
     with phase("summarise"):  # bootstrap CIs and the paired test
         summary = summarise(params, variant, rows, baseline_rows)
+        summary["student_precision"] = precision.student(params.student.bf16).name
     with phase("write_outputs"):
         write_jsonl(paths.predictions(variant), rows)
         write_json(paths.eval_metrics(variant), summary)

@@ -5,15 +5,21 @@ from __future__ import annotations
 
 from taloop import logs, paths
 from taloop.config import load_params
-from taloop.models import materialize
+from taloop.models import ModelNotFoundError, materialize
 from taloop.stages._run import run
 
 
 def main() -> None:
     logs.setup()
     params = load_params(paths.PARAMS)
-    materialize(params.student.model, paths.BASE_STUDENT)
-    materialize(params.ta.model, paths.BASE_TA)
+    for key, name, out in (
+        ("student.model", params.student.model, paths.BASE_STUDENT),
+        ("ta.model", params.ta.model, paths.BASE_TA),
+    ):
+        try:
+            materialize(name, out)
+        except ModelNotFoundError as err:
+            raise ModelNotFoundError(f"{key}: {err}") from err
 
 
 if __name__ == "__main__":

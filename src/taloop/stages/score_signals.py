@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 
-from taloop import data, logs, paths
+from taloop import data, logs, paths, precision
 from taloop.config import load_params
 from taloop.io import read_json, read_jsonl, write_json, write_jsonl
 from taloop.profiling import phase
@@ -36,7 +36,10 @@ def main() -> None:
         metrics = signal_metrics(rows, ta_measure_name(params, read_json(paths.CALIBRATION)))
     with phase("write_outputs"):
         write_jsonl(paths.SIGNALS, rows)
-        write_json(paths.SIGNAL_METRICS, metrics)
+        write_json(
+            paths.SIGNAL_METRICS,
+            {**metrics, "student_precision": precision.student(params.student.bf16).name},
+        )
     log.info(
         "AUC of TA-on-teacher (%s, pooled within task) at flagging wrong teacher replies: %s",
         metrics["ta_summary_measure"],

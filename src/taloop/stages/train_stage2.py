@@ -6,9 +6,10 @@ import logging
 
 from accelerate import PartialState
 
-from taloop import data, paths
+from taloop import data, paths, precision
 from taloop.calibration import signal_plan
 from taloop.io import read_json, read_jsonl, write_json
+from taloop.manifest import build_manifest
 from taloop.model_card import variant_facts, write_card
 from taloop.schedule import plan_variant, settings, teacher_data_fingerprint
 from taloop.stages._run import run
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     if not PartialState().is_main_process:
         return
+    ran_in = precision.student(params.student.bf16)
     write_json(
         paths.stage2_metrics(variant),
         {
@@ -61,11 +63,17 @@ def main(argv: list[str] | None = None) -> None:
                 "validation_wrong_loss_share_by_combine": shares,
             },
             "optimizer_steps_total": plan.total_steps,
+            "student_precision": ran_in.name,
             "per_task": plan.per_task,
             **result,
         },
     )
     write_card(paths.stage2_model(variant), variant_facts(variant, params.variants[variant].description))
+    seeds = {"stage2.seed": params.stage2.seed}
+    write_json(
+        paths.model_manifest(paths.stage2_model(variant)),
+        build_manifest(f"train_stage2 {variant}", seeds, ran_in),
+    )
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from accelerate import PartialState
 
-from taloop import data, logs, paths
+from taloop import data, logs, paths, precision
 from taloop.config import load_params
+from taloop.io import write_json
+from taloop.manifest import build_manifest
 from taloop.model_card import CardFacts, base_origin, teacher_facts, write_card
 from taloop.schedule import epoch_steps, settings, split_warmup, to_example
 from taloop.stages._run import run
@@ -37,6 +39,9 @@ def main() -> None:
         training={"examples_trained": len(examples), "steps": result["steps"]},
     )
     write_card(paths.WARMUP, facts)
+    seeds = {"warmup.seed": params.warmup.seed}
+    manifest = build_manifest("warmup", seeds, precision.student(params.student.bf16))
+    write_json(paths.model_manifest(paths.WARMUP), manifest)
 
 
 if __name__ == "__main__":

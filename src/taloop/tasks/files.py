@@ -9,13 +9,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from taloop.errors import UsageError
 from taloop.tasks.base import Example, Task, example_id
 
 if TYPE_CHECKING:
     from taloop.config import TaskSpec
 
 
-class DatasetRowError(ValueError):
+class DatasetRowError(UsageError, ValueError):
     """A user dataset row is unusable; the message names the file, the row and the field."""
 
 

@@ -7,13 +7,14 @@ from collections import defaultdict
 from itertools import zip_longest
 
 from taloop.config import DataConfig
+from taloop.errors import UsageError
 from taloop.tasks.base import Example
 from taloop.tasks.registry import get_task
 
 SPLITS = ("train", "val", "test")
 
 
-class SplitError(ValueError):
+class SplitError(UsageError, ValueError):
     pass
 
 

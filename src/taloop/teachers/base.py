@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from taloop.config import PriceConfig
+from taloop.errors import UsageError
 from taloop.tasks.base import Example
 
 
@@ -31,7 +32,7 @@ class TeacherCallError(RuntimeError):
     """A request that still failed after the bounded retries; the item stays unbought."""
 
 
-class TeacherFatalError(RuntimeError):
+class TeacherFatalError(UsageError, RuntimeError):
     """A failure no other item would escape (bad key, unknown model): stop the whole run."""
 
 

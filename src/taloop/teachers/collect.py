@@ -19,6 +19,7 @@ from typing import Any
 from tqdm import tqdm
 
 from taloop.config import Params
+from taloop.errors import UsageError
 from taloop.tasks.base import Example, Task
 from taloop.tasks.prompts import render
 from taloop.tasks.splits import stratified_order
@@ -41,7 +42,7 @@ from taloop.teachers.limits import RateLimiter
 log = logging.getLogger(__name__)
 
 
-class CacheMissError(RuntimeError):
+class CacheMissError(UsageError, RuntimeError):
     """Cache-only mode found replies missing; names them so the run can be completed."""
 
 

@@ -7,10 +7,11 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from taloop.config import Params
+from taloop.errors import UsageError
 from taloop.teachers.base import TeacherRequest, price_usd
 
 
-class OverBudgetError(RuntimeError):
+class OverBudgetError(UsageError, RuntimeError):
     pass
 
 

@@ -1,0 +1,101 @@
+"""`taloop run`: `dvc repro` that says up front what it will do and how long it will take here,
+counts the stages as they run, and ends with the verdicts and where the report is."""
+
+from __future__ import annotations
+
+import logging
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from taloop import paths, precision, runtime
+from taloop.config import Params
+from taloop.io import read_json
+
+log = logging.getLogger("taloop")
+
+_RUNNING = re.compile(r"^Running stage '(?P<stage>[^']+)':")
+
+
+def stages_to_run(root: Path = Path()) -> list[str]:
+    """The stages `dvc repro` will run, in dvc.yaml's order: those `dvc status` finds changed
+    and every stage downstream of them (unchanged now, but their inputs will change). A stage
+    DVC then restores from its run-cache takes seconds, so this errs long."""
+    from dvc.repo import Repo
+
+    with Repo(str(root)) as repo:
+        changed = set(repo.status())
+        graph = repo.index.graph  # edges point from a stage to the stages it depends on
+        pending = [stage for stage in graph if stage.addressing in changed]
+        todo = set()
+        while pending:
+            stage = pending.pop()
+            if stage.addressing not in todo:
+                todo.add(stage.addressing)
+                pending.extend(graph.predecessors(stage))  # the stages that read its outputs
+        return [s.name for s in repo.index.stages if s.addressing in todo]
+
+
+def announce(params: Params, stages: Sequence[str], profile: str) -> runtime.Estimate | None:
+    """Log the precision, the estimate and where the report will be; the estimate for later."""
+    resolved = precision.student(params.student.bf16)
+    reference = runtime.load_reference(profile)
+    est = None
+    if reference is None:
+        log.info("no benchmark record for profile %r in %s: no time estimate", profile, runtime.STAGE_TIMES)
+    elif stages:
+        if differ := runtime.params_differ(params, reference):
+            shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
+            log.info("params.yaml differs from the benchmarked %s workload in %s: the estimate is for that "
+                     "workload", profile, shown)  # fmt: skip
+        est = runtime.estimate(stages, reference, runtime.speed_probe(resolved.bf16))
+        log.info(
+            "%d of %d stages to run, about %s on this machine (%s there on the benchmark's %s "
+            "machine in %s; a quick probe runs %.2fx its speed here in %s)",
+            len(stages), len(reference["stages"]), runtime.duration(est.total),
+            runtime.duration(sum(reference["stages"].get(s, 0.0) for s in stages)),
+            reference.get("cpu_capability", "?"), reference.get("precision", "?"),
+            1 / est.scale, resolved.name,
+        )  # fmt: skip
+        if resolved.bf16 and est.scale > 5:
+            log.warning(
+                "bf16 runs %.0fx slower than the reference here: set student.bf16: auto or false", est.scale
+            )
+    log.info("the report will be %s (and %s)", paths.REPORT_HTML.resolve(), paths.REPORT_MD)
+    return est
+
+
+def follow(cmd: Sequence[str], stages: Sequence[str], est: runtime.Estimate | None) -> int:
+    """Run ``cmd`` (dvc repro), passing its output through, with a line per stage it starts:
+    which of how many, and the time left by the estimate."""
+    start = time.monotonic()
+    started: set[str] = set()
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            match = _RUNNING.match(line)
+            if match is None:
+                continue
+            stage = match["stage"]
+            left = ""
+            if est is not None:  # this stage and those not started yet
+                rest = sum(s for name, s in est.seconds.items() if name not in started)
+                left = f", about {runtime.duration(rest)} left"
+            started.add(stage)
+            log.info("[%d/%d] %s (%s elapsed%s)", len(started), len(stages), stage,
+                     runtime.duration(time.monotonic() - start), left)  # fmt: skip
+    return proc.returncode
+
+
+def conclude() -> None:
+    """The verdicts of the run and where its report is."""
+    if not paths.SUMMARY.is_file():
+        return
+    summary = read_json(paths.SUMMARY)
+    for text in summary["verdicts"].values():
+        log.info("verdict: %s", text)
+    log.info("report: %s", paths.REPORT_HTML.resolve())
