@@ -10,6 +10,9 @@ once in fp32 and once under bf16 autocast, the phases timed by taloop.profiling.
 on a CPU without avx512_bf16 a warm-up step took 24x its fp32 time (issue 31), so a whole
 stage-by-stage run under ``true`` would take hours: the figure per stage is the fp32 stage's
 profile with each phase that runs the student scaled by its measured ratio, labelled as such.
+fp32 runs first and so also pays the process's one-off kernel selection, which lowers the
+ratio a little; bf16 may end a few greedy outputs at other lengths, which moves the decoding
+ratio by their share of the tokens.
 """
 
 from __future__ import annotations

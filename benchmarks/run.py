@@ -496,7 +496,11 @@ def benchmark(
                     out["same_teacher_replies"],
                     ", ".join(out["params_differ"]) or "none",
                 )
-        if units:
+        if units and runs[0]["precision"] != "fp32":
+            log.warning(
+                "--bf16-units: the new copy already ran in %s; nothing to extrapolate", runs[0]["precision"]
+            )
+        elif units:
             measured = bf16_units(copies[0], tmp / "bf16-units.json")
             out["bf16_forced"] = {"units": measured, "stages_extrapolated": extrapolate(results[0], measured)}
         if keep is not None:
@@ -640,12 +644,14 @@ def machine_kinds_table(results: Mapping[str, Any]) -> list[str]:
     if forced is None or not BF16_MACHINE_RESULTS.is_file():
         return []
     other = json.loads(BF16_MACHINE_RESULTS.read_text())
-    kind = results["machine"]["numerics"]["cpu_capability"]
+    numbers = results["machine"]["numerics"]
+    kind = numbers["cpu_capability"]
+    has = "with" if (numbers["cpu_flags"] or {}).get("avx512_bf16") else "no"
     base, extrapolated = results["baseline"], forced["stages_extrapolated"]
     units = forced["units"]
     lines = [
         "",
-        f"Both machine kinds, stage by stage (this run: {kind}, no avx512_bf16; `auto` resolved to "
+        f"Both machine kinds, stage by stage (this run: {kind}, {has} avx512_bf16; `auto` resolved to "
         f"{results['precision']}):",
         "",
         f"| stage | avx512_bf16 machine, bf16 ({_rev_label(other['rev'])}) | {kind}, `auto` "

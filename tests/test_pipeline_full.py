@@ -130,6 +130,15 @@ def test_taloop_run_counts_the_stages_and_ends_with_the_verdicts(tiny_run: Path)
 
 
 @pytest.mark.slow
+def test_taloop_run_passes_dvc_options_through(tiny_run: Path) -> None:
+    result = run(tiny_run, "taloop", "run", "-s", "report")
+    out = result.stdout + result.stderr
+    assert "dvc repro with its own targets or options: no time estimate" in out
+    assert "Stage 'report' didn't change, skipping" in out
+    assert "verdict:" not in out  # the report may not be current after a partial repro
+
+
+@pytest.mark.slow
 def test_the_precision_the_student_ran_in_is_recorded(tiny_run: Path) -> None:
     """The test profile says `student.bf16: auto`: what it resolved to on this machine is in the
     model manifests, every stage's metrics, the run card and `dvc exp show`'s headline."""

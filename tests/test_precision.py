@@ -37,6 +37,7 @@ def _machine(monkeypatch: pytest.MonkeyPatch, capability: str, avx512_bf16: bool
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
 
 
 @pytest.mark.parametrize(
@@ -64,6 +65,25 @@ def test_onednn_capped_below_bf16_is_not_native(monkeypatch: pytest.MonkeyPatch)
     assert precision.native_bf16()[0] is False
     monkeypatch.setenv("DNNL_MAX_CPU_ISA", "avx512_core_bf16")
     assert precision.native_bf16()[0] is True
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # the newer name wins
+    assert precision.native_bf16()[0] is False
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "")  # empty: unset
+    assert precision.native_bf16()[0] is True
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_cuda_probe_counts_native_bf16_only(monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    seen: dict[str, Any] = {}
+
+    def supported(including_emulation: bool = True) -> bool:
+        seen["including_emulation"] = including_emulation
+        return native
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", supported)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "a stubbed GPU")
+    assert precision.native_bf16()[0] is native
+    assert seen == {"including_emulation": False}  # a T4 or V100 emulates bf16: not native
 
 
 @pytest.mark.parametrize("value", ["auto", True, False])

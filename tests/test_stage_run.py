@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from taloop.errors import DEBUG_ENV
 from taloop.stages._run import run
 
@@ -52,8 +54,11 @@ def test_bad_params_under_dvc_repro_print_one_message_naming_the_key(tmp_path: P
     assert "Traceback" in _failing(repo, "dvc", "repro", debug=True)
 
 
-def test_unknown_model_ends_the_stage_with_its_message(tmp_path: Path) -> None:
-    repo = copy_repo(tmp_path / "repo", extra={"student": {"model": "no-such-dir/no-such-model"}})
-    out = _failing(repo, sys.executable, "-m", "taloop.stages.prepare_models")
+@pytest.mark.parametrize("key", ["student", "ta"])
+def test_unknown_model_ends_the_run_with_its_key_and_message(tmp_path: Path, key: str) -> None:
+    repo = copy_repo(tmp_path / "repo", extra={key: {"model": "no-such-dir/no-such-model"}})
+    out = _failing(repo, "dvc", "repro")
     assert "Traceback" not in out
-    assert out.count("error in prepare_models: student.model: 'no-such-dir/no-such-model'") == 1, out
+    # the student's tokenizer is needed first (collect_teacher), the TA only by prepare_models
+    stage = "collect_teacher" if key == "student" else "prepare_models"
+    assert out.count(f"error in {stage}: {key}.model: 'no-such-dir/no-such-model' is none of") == 1, out

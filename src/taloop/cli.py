@@ -9,9 +9,11 @@ import logging
 import sys
 from pathlib import Path
 
+from dvc.exceptions import DvcException
+
 from taloop import logs, paths, repro
 from taloop.config import load_params
-from taloop.errors import UsageError, debug
+from taloop.errors import DEBUG_ENV, UsageError, debug
 from taloop.profiles import apply_profile
 from taloop.reporting.compare import exp_show, runs_from_exp_show, write_compare
 from taloop.teachers.planning import estimate_collection
@@ -28,7 +30,6 @@ def main(argv: list[str] | None = None) -> int:
         help="dvc repro with a time estimate for this machine, stage progress and the verdicts at the end",
     )
     run.add_argument("--profile", help="merge profiles/<name>.yaml into params.yaml first (e.g. quick)")
-    run.add_argument("repro_args", nargs=argparse.REMAINDER, help="passed to dvc repro")
     validate = sub.add_parser("validate", help="check a params file against the schema")
     validate.add_argument("params", nargs="?", default="params.yaml")
     profile = sub.add_parser("profile", help="merge profiles/<name>.yaml into params.yaml")
@@ -44,10 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     estimate = sub.add_parser("estimate", help="what collect_teacher would buy and cost; sends nothing")
     estimate.add_argument("params", nargs="?", default="params.yaml")
-    args = parser.parse_args(argv)
+    # what `taloop run` does not know goes to dvc repro (`taloop run -s warmup`)
+    args, rest = parser.parse_known_args(argv)
+    if rest and args.command != "run":
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
         if args.command == "run":
-            return _run(args.profile, args.repro_args)
+            return _run(args.profile, rest[1:] if rest[:1] == ["--"] else rest)
         if args.command == "validate":
             load_params(args.params)
             log.info("%s: valid", args.params)
@@ -64,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             result = write_compare(runs_from_exp_show(payload), Path(args.out))
             log.info("compared %d experiments: %s", len(result["experiments"]), args.out)
-    except (UsageError, FileNotFoundError) as err:
+    except (UsageError, DvcException, FileNotFoundError, ValueError, RuntimeError) as err:
         if debug():
             raise
-        log.error("%s", err)
+        log.error("%s\n(set %s=1 for the traceback)", err, DEBUG_ENV)
         return 1
     return 0
 
@@ -77,10 +81,12 @@ def _run(profile: str | None, repro_args: list[str]) -> int:
         apply_profile(profile, paths.PARAMS)
         log.info("applied profiles/%s.yaml to params.yaml (`git checkout params.yaml` undoes it)", profile)
     params = load_params(paths.PARAMS)
-    stages = repro.stages_to_run()
+    # With dvc repro's own targets or options (-s, -f, a stage) which stages run is dvc's to
+    # say: no count and no estimate then.
+    stages = None if repro_args else repro.stages_to_run()
     estimate = repro.announce(params, stages, profile or "default")
     code = repro.follow(["dvc", "repro", *repro_args], stages, estimate)
-    if code == 0:
+    if code == 0 and stages is not None:  # a whole repro: the report is current
         repro.conclude()
     return code
 

@@ -31,6 +31,7 @@ from transformers import (
 
 from taloop import precision
 from taloop.config import Params
+from taloop.errors import UsageError
 from taloop.kv_cache import prefill
 from taloop.models import free_weights, load_student, store_for_autocast
 from taloop.profiling import phase
@@ -48,7 +49,7 @@ AnswerRule = Callable[[int, str], bool]
 has stated its answer (see :func:`answer_end`)."""
 
 
-class GenerationBackendError(RuntimeError):
+class GenerationBackendError(UsageError, RuntimeError):
     """The configured generation engine cannot run here."""
 
 

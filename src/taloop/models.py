@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -136,6 +136,22 @@ def cached_dir(target: Path, build: Callable[[Path], None]) -> Path:
     return target
 
 
+@contextlib.contextmanager
+def _known(name: str) -> Iterator[None]:
+    """transformers' OSError for a name that is no alias, no folder and not in the hub cache,
+    as a :class:`ModelNotFoundError` that says what the name may be."""
+    try:
+        yield
+    except OSError as err:
+        if Path(name).exists():
+            raise  # a local folder that is there but unreadable: transformers' message says why
+        raise ModelNotFoundError(
+            f"{name!r} is none of the offline aliases ({', '.join(GGUF_ALIASES)}, {TINY_RANDOM}), "
+            "no local folder, and not in the Hugging Face cache (taloop runs with HF_HUB_OFFLINE=1); "
+            f"give a local path, or download it once with `hf download {name}`"
+        ) from err
+
+
 @cache
 def load_tokenizer(name: str) -> Any:
     """A fast tokenizer for ``name``; GGUF tokenizers are extracted once and cached, since
@@ -143,7 +159,8 @@ def load_tokenizer(name: str) -> Any:
     from transformers import AutoTokenizer
 
     if name not in GGUF_ALIASES:
-        return AutoTokenizer.from_pretrained(name)
+        with _known(name):
+            return AutoTokenizer.from_pretrained(name)
     model = GGUF_ALIASES[name]
 
     def extract(directory: Path) -> None:
@@ -201,18 +218,10 @@ def load_source(name: str) -> tuple[Any, Any]:
     with phase("model_load"):
         if name == TINY_RANDOM:
             return _tiny_random()
-        try:
+        with _known(name):
             return AutoModelForCausalLM.from_pretrained(
                 name, dtype=torch.float32
             ), AutoTokenizer.from_pretrained(name)
-        except OSError as err:
-            if Path(name).exists():
-                raise  # a local folder that is there but unreadable: transformers' message says why
-            raise ModelNotFoundError(
-                f"{name!r} is none of the offline aliases ({', '.join(GGUF_ALIASES)}, {TINY_RANDOM}), "
-                "no local folder, and not in the Hugging Face cache (taloop runs with HF_HUB_OFFLINE=1); "
-                f"give a local path, or download it once with `hf download {name}`"
-            ) from err
 
 
 def _save(name: str, model: Any, tok: Any, out_dir: Path) -> None:

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 Bf16Setting = bool | Literal["auto"]
 
 # torch's CPU kernel levels that can run avx512_bf16 instructions; ATEN_CPU_CAPABILITY=avx2 on
-# an AVX-512 machine caps torch below them, and DNNL_MAX_CPU_ISA caps oneDNN the same way.
+# an AVX-512 machine caps torch below them, and ONEDNN_MAX_CPU_ISA (or DNNL_MAX_CPU_ISA) oneDNN.
 _NATIVE_CAPABILITIES = ("AVX512",)
 _NATIVE_ONEDNN_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10", "ALL")
 
@@ -48,7 +48,7 @@ def native_bf16() -> tuple[bool, str]:
     import torch
 
     if torch.cuda.is_available():
-        ok = torch.cuda.is_bf16_supported()
+        ok = torch.cuda.is_bf16_supported(including_emulation=False)  # pre-Ampere GPUs emulate it
         return ok, f"CUDA device {torch.cuda.get_device_name()} {'supports' if ok else 'lacks'} bf16"
     capability = torch.backends.cpu.get_cpu_capability()
     cpu = torch.cpu
@@ -56,13 +56,14 @@ def native_bf16() -> tuple[bool, str]:
         getattr(cpu, "_is_avx512_bf16_supported", lambda: False)()
         or getattr(cpu, "_is_amx_tile_supported", lambda: False)()
     )
-    onednn_cap = os.environ.get("DNNL_MAX_CPU_ISA", "ALL").upper()
+    # oneDNN reads ONEDNN_MAX_CPU_ISA before its older name; unset or empty: no cap
+    onednn_cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").upper()
     if not hardware:
         return False, f"CPU without avx512_bf16 or AMX (torch kernels: {capability}): bf16 would be emulated"
     if capability not in _NATIVE_CAPABILITIES:
         return False, f"CPU has avx512_bf16, but torch is limited to {capability} kernels"
     if not onednn_cap.startswith(_NATIVE_ONEDNN_ISAS):
-        return False, f"CPU has avx512_bf16, but oneDNN is limited to {onednn_cap} (DNNL_MAX_CPU_ISA)"
+        return False, f"CPU has avx512_bf16, but oneDNN is limited to {onednn_cap} (ONEDNN_/DNNL_MAX_CPU_ISA)"
     return True, f"CPU with native bf16 (torch kernels: {capability})"
 
 

@@ -18,6 +18,7 @@ from taloop.io import read_json
 log = logging.getLogger("taloop")
 
 _RUNNING = re.compile(r"^Running stage '(?P<stage>[^']+)':")
+_SKIPPED = re.compile(r"^Stage '(?P<stage>[^']+)' (?:didn't change|is cached)")
 
 
 def stages_to_run(root: Path = Path()) -> list[str]:
@@ -39,14 +40,21 @@ def stages_to_run(root: Path = Path()) -> list[str]:
         return [s.name for s in repo.index.stages if s.addressing in todo]
 
 
-def announce(params: Params, stages: Sequence[str], profile: str) -> runtime.Estimate | None:
-    """Log the precision, the estimate and where the report will be; the estimate for later."""
+def announce(params: Params, stages: Sequence[str] | None, profile: str) -> runtime.Estimate | None:
+    """Log the precision, the estimate and where the report will be; the estimate for later.
+    ``stages`` None: dvc repro was given its own targets or options, so no estimate."""
     resolved = precision.student(params.student.bf16)
     reference = runtime.load_reference(profile)
     est = None
-    if reference is None:
+    if stages is None:
+        log.info("dvc repro with its own targets or options: no time estimate")
+    elif not stages:
+        log.info("every stage is up to date: nothing to run")
+    elif reference is None:
         log.info("no benchmark record for profile %r in %s: no time estimate", profile, runtime.STAGE_TIMES)
-    elif stages:
+    elif runtime.on_gpu():
+        log.info("the benchmark's stage times are a CPU's: no time estimate on a GPU machine")
+    else:
         if differ := runtime.params_differ(params, reference):
             shown = ", ".join(differ[:6]) + (f" and {len(differ) - 6} more" if len(differ) > 6 else "")
             log.info("params.yaml differs from the benchmarked %s workload in %s: the estimate is for that "
@@ -68,26 +76,35 @@ def announce(params: Params, stages: Sequence[str], profile: str) -> runtime.Est
     return est
 
 
-def follow(cmd: Sequence[str], stages: Sequence[str], est: runtime.Estimate | None) -> int:
+def follow(cmd: Sequence[str], stages: Sequence[str] | None, est: runtime.Estimate | None) -> int:
     """Run ``cmd`` (dvc repro), passing its output through, with a line per stage it starts:
-    which of how many, and the time left by the estimate."""
+    which of how many, and the time left by the estimate. A stage dvc skips or restores from
+    its run-cache counts as done."""
     start = time.monotonic()
-    started: set[str] = set()
+    done: set[str] = set()
+    total = "?" if stages is None else str(len(stages))
     with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, bufsize=1) as proc:
         assert proc.stdout is not None
-        for line in proc.stdout:
-            sys.stdout.write(line)
-            match = _RUNNING.match(line)
-            if match is None:
-                continue
-            stage = match["stage"]
-            left = ""
-            if est is not None:  # this stage and those not started yet
-                rest = sum(s for name, s in est.seconds.items() if name not in started)
-                left = f", about {runtime.duration(rest)} left"
-            started.add(stage)
-            log.info("[%d/%d] %s (%s elapsed%s)", len(started), len(stages), stage,
-                     runtime.duration(time.monotonic() - start), left)  # fmt: skip
+        try:
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                skipped = _SKIPPED.match(line)
+                if skipped and stages is not None and skipped["stage"] in stages:
+                    done.add(skipped["stage"])  # restored from the run-cache, or up to date
+                if (match := _RUNNING.match(line)) is None:
+                    continue
+                left = ""
+                if est is not None:  # this stage and those not yet done
+                    rest = sum(s for name, s in est.seconds.items() if name not in done)
+                    left = f", about {runtime.duration(rest)} left"
+                done.add(match["stage"])
+                log.info("[%d/%s] %s (%s elapsed%s)", len(done), total, match["stage"],
+                         runtime.duration(time.monotonic() - start), left)  # fmt: skip
+        except KeyboardInterrupt:
+            proc.terminate()
+            proc.wait()
+            log.error("interrupted: stages already done are kept; `make run` again goes on from there")
+            return 130
     return proc.returncode
 
 

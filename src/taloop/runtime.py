@@ -28,6 +28,12 @@ STAGE_TIMES = Path("benchmarks/stage_times.json")
 _TOKENS, _HIDDEN, _INTERMEDIATE = 512, 576, 1536
 
 
+def on_gpu() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def speed_probe(bf16: bool, repeats: int = 3) -> float:
     """Median seconds of one forward and backward pass through an MLP block of the student's
     shape, under bf16 autocast or in fp32 (about 0.04 s in fp32 on 2 cores; 1 s under emulated bf16)."""

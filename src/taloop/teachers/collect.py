@@ -98,10 +98,13 @@ def check_trainable(stage: str, params: Params, planned: list[PlannedQuery]) -> 
     """Exit before anything is bought when a planned prompt leaves no room for a reply within
     student.max_length: training would refuse it, so its reply would be money spent for nothing.
     Counted with the student's tokenizer, as training counts."""
-    from taloop.models import student_tokenizer
+    from taloop.models import ModelNotFoundError, student_tokenizer
     from taloop.training import PromptTooLongError, prompt_ids
 
-    tok = student_tokenizer(params.student.model)
+    try:
+        tok = student_tokenizer(params.student.model)
+    except ModelNotFoundError as err:
+        raise ModelNotFoundError(f"student.model: {err}") from err
     refused = []
     for request in {q.request.example.id: q.request for q in planned}.values():
         try:
