@@ -37,7 +37,6 @@ import json
 import logging
 import os
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -52,7 +51,7 @@ import yaml
 
 from taloop import logs, runtime
 from taloop.config import validate_params
-from taloop.io import read_json, read_jsonl, write_jsonl
+from taloop.io import read_json, read_jsonl
 from taloop.manifest import numerics
 from taloop.profiles import flatten
 from taloop.profiling import PROFILE_ENV
@@ -371,14 +370,6 @@ def speedups(new: Mapping[str, Any], base: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-# What benchmarks/study.py reads of a prediction: a study cell stays a few kB per variant.
-KEPT_PREDICTION_FIELDS = ("id", "task", "correct")
-
-
-# The report stage's outputs: the markdown, its figures, and the self-contained HTML.
-KEPT_REPORT = ("report.md", "report.html", "figures")
-
-
 def bf16_units(copy: Copy, out: Path) -> dict[str, Any]:
     """benchmarks/precision.py in ``copy`` after its pipeline ran: bf16 against fp32 per phase."""
     script = copy.repo / "benchmarks/precision.py"
@@ -403,27 +394,6 @@ def record_stage_times(results: Mapping[str, Any], profile: str | None, probe_s:
     path.write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
 
 
-def keep_run(repo: Path, keep: Path, report: bool = False) -> None:
-    """Copy a run's numbers, not its models, to ``keep`` (e.g. a study cell to commit): params,
-    metrics, and per variant which test items it got right; with ``report``, its report too,
-    under ``keep/report`` (a few hundred kB: for a reference run read without running anything,
-    not for every cell)."""
-    shutil.copytree(repo / "metrics", keep / "metrics", dirs_exist_ok=True)
-    shutil.copy2(repo / "params.yaml", keep / "params.yaml")
-    for path in sorted((repo / "data/predictions").glob("*.jsonl")):
-        rows = [{k: row[k] for k in KEPT_PREDICTION_FIELDS} for row in read_jsonl(path)]
-        write_jsonl(keep / "data/predictions" / path.name, rows)
-    for name in KEPT_REPORT if report else ():
-        source, target = repo / "reports" / name, keep / "report" / name
-        if source.is_dir():
-            shutil.copytree(source, target, dirs_exist_ok=True)
-        elif source.is_file():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
-        else:  # a reference run kept without its report would stand for a report it lacks
-            raise FileNotFoundError(f"the run's report has no {source}: nothing to keep under {target}")
-
-
 @contextlib.contextmanager
 def _workspace(workdir: Path | None) -> Iterator[Path]:
     if workdir is None:
@@ -437,17 +407,14 @@ def _workspace(workdir: Path | None) -> Iterator[Path]:
 def benchmark(
     overrides: list[str],
     profile: str | None,
-    keep: Path | None = None,
     workdir: Path | None = None,
     baseline_rev: str | None = None,
     eval_repeats: int = 0,
     own_overrides: tuple[list[str], list[str]] = ([], []),
-    keep_report: bool = False,
     units: bool = False,
 ) -> dict[str, Any]:
     """``overrides`` go to both copies, ``own_overrides`` to the new copy and the baseline's
-    only (e.g. a param the baseline revision does not have). ``keep``, ``keep_report``: see
-    :func:`keep_run`. ``eval_repeats``: see
+    only (e.g. a param the baseline revision does not have). ``eval_repeats``: see
     :func:`repeat_evaluations`. ``workdir``: run there and leave the
     repository copy (models, DVC cache) and its teacher cache behind (repo/, cache/; the
     baseline's under baseline/), e.g. to run `dvc exp run` variations on top; default: a
@@ -503,8 +470,6 @@ def benchmark(
         elif units:
             measured = bf16_units(copies[0], tmp / "bf16-units.json")
             out["bf16_forced"] = {"units": measured, "stages_extrapolated": extrapolate(results[0], measured)}
-        if keep is not None:
-            keep_run(copies[0].repo, keep, keep_report)
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()}
     return {
         "machine": {**machine, "python": platform.python_version(), "numerics": numerics()},
@@ -726,8 +691,6 @@ def main() -> None:
             help=f"param override for the {copy} copy only (after --set)",
         )
     parser.add_argument("--out", type=Path, default=RESULTS)
-    parser.add_argument("--keep", type=Path, help="copy the run's metrics, predictions and params here")
-    parser.add_argument("--keep-report", action="store_true", help="with --keep: its report too")
     parser.add_argument(
         "--workdir", type=Path, help="run in this new directory and keep it (repo copy with models, cache)"
     )
@@ -773,17 +736,18 @@ def main() -> None:
         results = benchmark(
             args.set,
             args.profile,
-            args.keep,
             args.workdir,
             args.baseline_rev,
             args.eval_repeats,
             (args.new_set, args.baseline_set),
-            args.keep_report,
             args.bf16_units,
         )
         # in the precision the new copy ran in: what `taloop run` measures on a user's machine
         probe = runtime.speed_probe(bf16=results["precision"] == "bf16", repeats=9)
         results["speed_probe_s"] = probe
+        if args.out.is_file():  # benchmarks/study_cost.py's figures are measured apart
+            kept = json.loads(args.out.read_text()).get("study_cost")
+            results |= {"study_cost": kept} if kept else {}
         args.out.write_text(json.dumps(results, indent=2) + "\n")
         if args.set or args.new_set:
             log.info("not recorded in %s: the new copy ran with overrides", runtime.STAGE_TIMES)

@@ -39,8 +39,10 @@ def _env(cwd: Path) -> dict[str, str]:
     return env
 
 
-def run(cwd: Path, *cmd: str) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(cmd, cwd=cwd, env=_env(cwd), capture_output=True, text=True, check=False)
+def run(cwd: Path, *cmd: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """``cmd`` in ``cwd`` with the venv first on PATH (and ``env`` added); fails with its output."""
+    full_env = {**_env(cwd), **(env or {})}
+    result = subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise AssertionError(
             f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"

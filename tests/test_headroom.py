@@ -1,4 +1,4 @@
-"""benchmarks/headroom.py's summary: per setting, seeds pooled into a gain with its t-interval."""
+"""taloop.studies.headroom's summary: per setting, seeds pooled into a gain with its t-interval."""
 
 from __future__ import annotations
 
@@ -6,9 +6,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import load_benchmark
-
-headroom = load_benchmark("headroom")
+from taloop.studies import headroom
 
 
 def _cell(mode: str, rate: float, seed: int, ft: float, oracle: float, p: float) -> dict[str, Any]:

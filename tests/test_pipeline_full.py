@@ -146,7 +146,7 @@ def test_the_precision_the_student_ran_in_is_recorded(tiny_run: Path) -> None:
     for model in ("warmup", "stage2/ft", "stage2/ta_loop", "release/ta_loop"):
         manifest = _json(tiny_run / "models" / model / "manifest.json")
         assert manifest["precision"] == expected.record()
-    for metrics in ("calibration.json", "signals.json", "stage2/oracle.json", "eval/two_stage.json"):
+    for metrics in ("samples.json", "stage2/oracle.json", "eval/two_stage.json"):
         assert _json(tiny_run / "metrics" / metrics)["student_precision"] == expected.name
     run_card = _json(tiny_run / "metrics/summary.json")["run"]
     assert run_card["precision"] == {"bf16_setting": "auto", "resolved": expected.name}
@@ -225,11 +225,27 @@ def test_stages_to_run_are_the_changed_ones_and_all_downstream(experiment: Path)
 
 @pytest.mark.slow
 def test_stage2_experiment_reruns_nothing_upstream(experiment: Path) -> None:
-    out = run(experiment, "dvc", "exp", "run", "-S", "stage2.mode=filter").stdout
-    for stage in ("prepare_data", "collect_teacher", "prepare_models", "warmup", "score_signals"):
+    out = run(experiment, "dvc", "exp", "run", "-S", "stage2.learning_rate=0.004").stdout
+    for stage in ("prepare_data", "collect_teacher", "prepare_models", "warmup", "sample_student",
+                  "calibrate_signals", "score_signals", "plan_stage2"):  # fmt: skip
         assert f"'{stage}' didn't change" in out, out
     assert "Running stage 'train_stage2@ta_loop'" in out
-    assert "Running stage 'score_signals'" not in out
+
+
+@pytest.mark.slow
+def test_a_weighting_change_retrains_only_the_variants_whose_plan_it_changes(experiment: Path) -> None:
+    """ft, two_stage and oracle read no signal: their stage-2 plans come out as before, so DVC
+    keeps their training and evaluation."""
+    before = {v: (experiment / f"data/stage2/{v}.json").read_bytes() for v in ("ft", "two_stage", "ta_loop")}
+    out = run(
+        experiment, "dvc", "exp", "run", "-S", "stage2.mode=filter", "-S", "signals.selection=as_listed"
+    ).stdout
+    assert "Running stage 'plan_stage2'" in out and "'score_signals' didn't change" in out, out
+    for stage in ("train_baseline", "train_stage2@two_stage", "train_stage2@oracle", "evaluate_baseline"):
+        assert f"'{stage}' didn't change" in out, out
+    assert (experiment / "data/stage2/ft.json").read_bytes() == before["ft"]
+    assert (experiment / "data/stage2/ta_loop.json").read_bytes() != before["ta_loop"]
+    assert "Running stage 'train_stage2@ta_loop'" in out
 
 
 def _matches(shown: str, value: float, scale: float = 100.0) -> bool:

@@ -259,8 +259,10 @@ def test_score_rows_hold_every_measure(
     ex = Example("q1", "t", "Q?", "4", {})
     reply = {"id": "q1", "sample": 0, "task": "t", "answer": "5", "correct": False,
              "rationale": "The answer is 5!", "meta": {"simulated_error": "slip"}}  # fmt: skip
-    rows = scoring.score(params, Path("s"), Path("ta"), Path("w"), {"stage2": [reply], "all": [reply]},
-                         {"q1": ex}, {})  # fmt: skip
+    scope = {"stage2": [reply], "all": [reply]}
+    students = scoring.sample_students(params, Path("s"), Path("w"), scope, {"q1": ex}, {})
+    assert set(students) == {"", "base_"}
+    rows = scoring.score(params, Path("ta"), scope, {"q1": ex}, students)
     (row,) = rows
     assert row["teacher_error_kind"] == "slip" and row["stage"] == "stage2"
     for prefix in ("", "base_"):

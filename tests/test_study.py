@@ -1,4 +1,5 @@
-"""The study's aggregation: budget-curve matching point and active/random pairing."""
+"""The effect-size aggregation (taloop.studies.aggregate): budget-curve matching point,
+active/random pairing, maps, tuning; and the studies page."""
 
 from __future__ import annotations
 
@@ -10,12 +11,12 @@ import numpy as np
 import pytest
 import yaml
 
-from taloop.io import read_jsonl, write_json, write_jsonl
+from taloop.io import write_json, write_jsonl
 from taloop.metrics import mde_paired
+from taloop.studies import aggregate as study
+from taloop.studies import page as figures
+from taloop.studies.sources import KeptCell, load_run
 
-from .conftest import load_benchmark
-
-study = load_benchmark("study")
 TASKS = np.array(["a"] * 10 + ["b"] * 10)
 IDS = np.arange(20).astype(str)
 
@@ -208,36 +209,25 @@ def test_recovery_ratio_is_the_share_of_the_oracles_gain() -> None:
     assert result["ci_low"] <= 0.5 <= result["ci_high"]
 
 
-def test_a_kept_run_keeps_only_what_the_study_reads_and_loads(tmp_path: Path) -> None:
-    bench = load_benchmark("run")
-    repo, keep = tmp_path / "repo", tmp_path / "kept"
+def test_a_kept_cell_loads_with_predictions_in_item_order(tmp_path: Path) -> None:
+    keep = tmp_path / "kept"
     params = {"baseline": "ft", "compare": ["ta_loop"], "budget": {"queries": 8},
               "acquisition": {"mode": "random"}, "eval": {"split": "test", "seed": 0},
               **{k: {"seed": 3} for k in ("warmup", "signals", "stage2", "data", "teacher")}}  # fmt: skip
-    (repo / "metrics/eval").mkdir(parents=True)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params))
-    write_json(repo / "metrics/teacher.json", {"usd_value": 0.25})
+    (keep / "metrics/eval").mkdir(parents=True)
+    (keep / "params.yaml").write_text(yaml.safe_dump(params))
+    write_json(keep / "metrics/teacher.json", {"usd_value": 0.25})
     for v, right in (("ft", [True, False, True]), ("ta_loop", [True, True, True])):
-        write_json(repo / f"metrics/eval/{v}.json", {"accuracy": sum(right) / 3})
-        rows = [{"id": f"q{i}", "task": "t", "correct": c, "prediction": "long text " * 50}
-                for i, c in reversed(list(enumerate(right)))]  # fmt: skip
-        write_jsonl(repo / f"data/predictions/{v}.jsonl", rows)
-    (repo / "reports/figures").mkdir(parents=True)
-    for name in ("report.md", "report.html", "figures/accuracy.png"):
-        (repo / "reports" / name).write_text(name)
-    bench.keep_run(repo, keep)
-    assert not (keep / "report").exists()  # a study cell keeps numbers only
-    bench.keep_run(repo, tmp_path / "reference", report=True)
-    for name in ("report.md", "report.html", "figures/accuracy.png"):
-        assert (tmp_path / "reference/report" / name).read_text() == name
-    (repo / "reports/report.html").unlink()
-    with pytest.raises(FileNotFoundError, match=r"report\.html"):
-        bench.keep_run(repo, tmp_path / "no-html", report=True)
-    assert read_jsonl(keep / "data/predictions/ft.jsonl")[0] == {"id": "q2", "task": "t", "correct": True}
-    run = study.load_run(keep)
+        write_json(keep / f"metrics/eval/{v}.json", {"accuracy": sum(right) / 3})
+        rows = [{"id": f"q{i}", "task": "t", "correct": c} for i, c in reversed(list(enumerate(right)))]
+        write_jsonl(keep / f"data/predictions/{v}.jsonl", rows)
+    run = load_run(KeptCell("kept", keep))
     assert run["correct"]["ft"].tolist() == [1.0, 0.0, 1.0]  # ordered by id, not as written
     assert run["accuracy"] == {"ft": pytest.approx(2 / 3), "ta_loop": 1.0}
     assert (run["seed"], run["budget"], run["teacher_usd"]) == (3, 8, 0.25)
+    (keep / "data/predictions/ta_loop.jsonl").unlink()
+    with pytest.raises(FileNotFoundError, match=r"kept: no data/predictions/ta_loop\.jsonl"):
+        load_run(KeptCell("kept", keep))
 
 
 def test_error_rate_map_compares_each_rate_on_its_own_seeds() -> None:
@@ -295,7 +285,6 @@ def test_runs_at_one_error_rate_have_no_map_section() -> None:
 
 
 def test_studies_page_is_self_contained_with_a_figure_per_study(tmp_path: Path) -> None:
-    figures = load_benchmark("figures")
     runs = []
     for rate, gains in ((0.2, [0.05, 0.10]), (0.4, [0.15, 0.20])):
         for r in _seed_runs(gains):
@@ -309,7 +298,7 @@ def test_studies_page_is_self_contained_with_a_figure_per_study(tmp_path: Path) 
     result = study.study(runs)
     (tmp_path / "effect_size.json").write_text(json.dumps(result))
     (tmp_path / "effect_size.md").write_text(study.markdown(result))
-    page = figures.page(tmp_path)
+    page = figures.page(tmp_path, [])
     assert page.count("<svg") == 2  # the map (two panels, one figure) and the budget curve
     assert "| 0.2 | 2 |" in page and "not been run yet" not in page
     assert "<script" not in page and "<link" not in page and "src=" not in page
@@ -318,14 +307,14 @@ def test_studies_page_is_self_contained_with_a_figure_per_study(tmp_path: Path) 
     # a point beyond the default axis, with one side unbounded, and one outside its own interval
     unbounded["error_rate_map"][1]["recovery"].update(ratio=4.0, ci_low=1.2, ci_high=None)
     (tmp_path / "effect_size.json").write_text(json.dumps(unbounded))
-    assert figures.page(tmp_path).count("<svg") == 2
+    assert figures.page(tmp_path, []).count("<svg") == 2
     unbounded["error_rate_map"][1]["recovery"].update(ratio=4.0, ci_low=0.5, ci_high=3.5)
     (tmp_path / "effect_size.json").write_text(json.dumps(unbounded))
-    assert figures.page(tmp_path).count("<svg") == 2
+    assert figures.page(tmp_path, []).count("<svg") == 2
     (tmp_path / "effect_size.json").write_text(
         json.dumps({**result, "error_rate_map": result["error_rate_map"][:1]})
     )
-    assert "The error-rate map has not been run yet" in figures.page(tmp_path)
+    assert "The error-rate map has not been run yet" in figures.page(tmp_path, [])
 
 
 def test_validation_runs_alone_give_the_tuning_table_and_each_variants_best_setting() -> None:

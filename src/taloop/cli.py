@@ -16,6 +16,8 @@ from taloop.config import load_params
 from taloop.errors import DEBUG_ENV, UsageError, debug
 from taloop.profiles import apply_profile
 from taloop.reporting.compare import exp_show, runs_from_exp_show, write_compare
+from taloop.studies import engine as studies_engine
+from taloop.studies import spec as studies_spec
 from taloop.teachers.planning import estimate_collection
 
 log = logging.getLogger("taloop")
@@ -45,6 +47,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     estimate = sub.add_parser("estimate", help="what collect_teacher would buy and cost; sends nothing")
     estimate.add_argument("params", nargs="?", default="params.yaml")
+    study = sub.add_parser("study", help="run a study (studies/<name>.yaml) as DVC experiments, or report it")
+    study_sub = study.add_subparsers(dest="study_command", required=True)
+    study_run = study_sub.add_parser("run", help="queue the cells not yet run and work the queue")
+    study_run.add_argument("name")
+    study_run.add_argument(
+        "-j", "--jobs", type=int, default=1, help="cells run side by side (dvc queue start -j)"
+    )
+    study_run.add_argument("--dry-run", action="store_true", help="only list the cells that would be queued")
+    study_run.add_argument("--cells", nargs="+", default=(), metavar="CELL", help="only these cells")
+    study_report = study_sub.add_parser("report", help="aggregate into reports/studies/<name>.{json,md}")
+    study_report.add_argument("name")
+    study_report.add_argument(
+        "--kept-only",
+        action="store_true",
+        help="only the kept cells in reports/studies/<name>/, no experiments",
+    )
+    study_sub.add_parser("list", help="the study files")
     # what `taloop run` does not know goes to dvc repro (`taloop run -s warmup`)
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "run":
@@ -58,6 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "profile":
             apply_profile(args.name, Path(args.params))
             log.info("applied profile %s to %s", args.name, args.params)
+        elif args.command == "study":
+            _study(args)
         elif args.command == "estimate":
             sys.stdout.write(estimate_collection(load_params(args.params)) + "\n")
         elif args.command == "compare":
@@ -74,6 +95,18 @@ def main(argv: list[str] | None = None) -> int:
         log.error("%s\n(set %s=1 for the traceback)", err, DEBUG_ENV)
         return 1
     return 0
+
+
+def _study(args: argparse.Namespace) -> None:
+    if args.study_command == "list":
+        for name in studies_spec.available():
+            sys.stdout.write(f"{name}: {studies_spec.load(name).description}\n")
+    elif args.study_command == "run":
+        studies_engine.run(args.name, jobs=args.jobs, dry_run=args.dry_run, only=args.cells)
+        if not args.dry_run:
+            studies_engine.report(args.name)
+    else:
+        studies_engine.report(args.name, kept_only=args.kept_only)
 
 
 def _run(profile: str | None, repro_args: list[str]) -> int:

@@ -17,6 +17,14 @@ def split_file(split: str) -> Path:
     return PREPARED / f"{split}.jsonl"
 
 
+# The student's K samples per question, apart from the TA's scores of them, so that a ta.*
+# change reruns TA scoring only: warmed-up student on the calibration questions (validation)
+# and on the stage-2 questions; base student on every bought question (signals.base_student).
+SAMPLES_DIR = Path("data/samples")
+SAMPLES_CALIBRATION = SAMPLES_DIR / "calibration.jsonl"
+SAMPLES_STAGE2 = SAMPLES_DIR / "stage2.jsonl"
+SAMPLES_BASE = SAMPLES_DIR / "base.jsonl"
+SAMPLES_METRICS = METRICS / "samples.json"
 SIGNALS = Path("data/signals.jsonl")
 SIGNAL_METRICS = METRICS / "signals.json"
 CALIBRATION_DIR = Path("data/calibration")
@@ -35,6 +43,14 @@ def stage2_model(variant: str) -> Path:
 
 def release_model(variant: str) -> Path:
     return MODELS / "release" / variant
+
+
+STAGE2_PLANS = Path("data/stage2")
+
+
+def stage2_plan(variant: str) -> Path:
+    """The replies, weights and step count a variant trains stage 2 on (plan_stage2)."""
+    return STAGE2_PLANS / f"{variant}.json"
 
 
 def stage2_metrics(variant: str) -> Path:

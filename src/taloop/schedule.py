@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -138,3 +138,31 @@ def plan_variant(
         total_steps=budget.total,
         per_task=task_diagnostics(rows, weights, counts),
     )
+
+
+def plan_record(
+    variant: str,
+    plan: TrainPlan,
+    responses: Sequence[dict[str, Any]],
+    how: SignalPlan | None,
+    shares: dict[str, float],
+) -> dict[str, Any]:
+    """``plan`` as plan_stage2 writes it for train_stage2: everything but the examples is
+    copied into the variant's stage-2 metrics."""
+    return {
+        "variant": variant,
+        "teacher_data_fingerprint": teacher_data_fingerprint(responses),
+        "signal_plan": None
+        if how is None
+        else {
+            "measure": how.measure,
+            "signs": how.signs,
+            "combine": how.combine,
+            "validation_wrong_loss_share_by_combine": shares,
+        },
+        **asdict(plan),
+    }
+
+
+def plan_examples(record: dict[str, Any]) -> list[TrainExample]:
+    return [TrainExample(**ex) for ex in record["examples"]]

@@ -140,21 +140,19 @@ def question_signals(
     }
 
 
-def score(
+def sample_students(
     params: Params,
     student_dir: Path,
-    ta_dir: Path,
     warm_adapter: Path,
     scope: dict[str, Sequence[dict[str, Any]]],
     examples: dict[str, Example],
     tasks: dict[str, Task],
     sampled: dict[str, dict[str, Any]] | None = None,
-) -> list[dict[str, Any]]:
-    """Signal rows for the replies in ``scope`` ("stage2": scored by the warmed-up student;
-    "all": additionally by the base student, in ``base_*`` columns). ``sampled``: the
-    warmed-up student's outputs already drawn for some questions (:func:`student_outputs`
-    columns, by id; the acquire stage's), which are not sampled again."""
-    students: dict[str, dict[str, dict[str, Any]]] = {}
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """The students' outputs (:data:`STUDENT_COLUMNS`) for the questions of the replies in
+    ``scope``, by column prefix and question id: "" the warmed-up student on "stage2"; "base_"
+    the base student on "all", when asked. ``sampled``: the warmed-up student's outputs
+    already drawn for some questions (the acquire stage's), which are not sampled again."""
     stage2_ids = list(dict.fromkeys(r["id"] for r in scope["stage2"]))
     sampled = sampled or {}
     known = {i: {k: sampled[i][k] for k in STUDENT_COLUMNS} for i in stage2_ids if i in sampled}
@@ -164,13 +162,33 @@ def score(
             "reusing acquire's student samples for %d of %d stage-2 questions", len(known), len(stage2_ids)
         )
     new = student_outputs(params, student_dir, warm_adapter, missing, tasks) if missing else {}
-    students[""] = {i: known.get(i) or new[i] for i in stage2_ids}
-    replies = list(scope["stage2"])
+    students = {"": {i: known.get(i) or new[i] for i in stage2_ids}}
     if "all" in scope:
         all_ids = list(dict.fromkeys(r["id"] for r in scope["all"]))
         students["base_"] = student_outputs(params, student_dir, None, [examples[i] for i in all_ids], tasks)
-        replies = list(scope["all"])
+    return students
 
+
+def score(
+    params: Params,
+    ta_dir: Path,
+    scope: dict[str, Sequence[dict[str, Any]]],
+    examples: dict[str, Example],
+    students: Mapping[str, Mapping[str, dict[str, Any]]],
+    sampled: dict[str, dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Signal rows for the replies in ``scope`` ("stage2": with the warmed-up student's
+    outputs; "all": also with the base student's, in ``base_*`` columns): the TA's measures of
+    each teacher reply and of the students' outputs (:func:`sample_students`, by prefix).
+    ``sampled``: acquire's rows, whose TA scores of the student's outputs are not redone."""
+    stage2_ids = list(dict.fromkeys(r["id"] for r in scope["stage2"]))
+    outs_of = {"": {i: students[""][i] for i in stage2_ids}}
+    replies = list(scope["stage2"])
+    if "all" in scope:
+        outs_of["base_"] = {i: students["base_"][i] for i in dict.fromkeys(r["id"] for r in scope["all"])}
+        replies = list(scope["all"])
+    sampled = sampled or {}
+    known = [i for i in stage2_ids if i in sampled]
     ta = load_saved(ta_dir)
     judge = wants_judge(params)
     teacher = ta_scores(
@@ -191,7 +209,7 @@ def score(
     if reused:
         log.info("reusing acquire's TA scores of the student's outputs for %d questions", len(reused))
     student_scores = {}
-    for prefix, outs in students.items():
+    for prefix, outs in outs_of.items():
         ids = [i for i in outs if prefix or i not in reused]
         scored = (
             ta_scores(
@@ -226,7 +244,7 @@ def score(
         if "simulated_error" in meta:  # the simulated teacher's mistake kind (None: no mistake)
             row["teacher_error_kind"] = meta["simulated_error"]
         row.update(_ta_columns({k: v[n] for k, v in teacher.items()}, "teacher", conf))
-        for prefix, outs in students.items():
+        for prefix, outs in outs_of.items():
             student = outs.get(reply["id"])
             if student is None:
                 continue

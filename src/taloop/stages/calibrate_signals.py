@@ -1,19 +1,18 @@
 """calibrate_signals: buy teacher replies for validation questions, score them and the
-warmed-up student's answers with every TA measure, and choose from validation AUCs the TA
-measure, each signal's inclusion and sign, and the combination (see calibration.py)."""
+warmed-up student's outputs (sample_student's) with every TA measure, and choose from
+validation AUCs the TA measure, each signal's inclusion and sign (see calibration.py)."""
 
 from __future__ import annotations
 
 import logging
 
-from taloop import data, logs, paths, precision
-from taloop.calibration import decide
+from taloop import data, logs, paths
+from taloop.calibration import calibration_limit, calibration_questions, decide
 from taloop.config import load_params
-from taloop.io import read_json, write_json, write_jsonl
+from taloop.io import read_json, read_jsonl, write_json, write_jsonl
 from taloop.profiling import phase
 from taloop.scoring import score
 from taloop.stages._run import run
-from taloop.tasks.splits import stratified_order
 from taloop.teachers.budget import Ledger
 from taloop.teachers.cache import ReplyCache, default_cache_dir
 from taloop.teachers.collect import collect_or_exit, plan_for, teacher_or_exit
@@ -26,8 +25,8 @@ def main() -> None:
     params = load_params(paths.PARAMS)
     teacher = teacher_or_exit("calibrate_signals", params)
     val, tasks = data.examples("val"), data.tasks(params)
-    limit = params.calibration.queries or len(val) * params.teacher.samples
-    planned = plan_for(params, teacher, stratified_order(val, params.budget.order_seed), limit)
+    limit = calibration_limit(params, len(val))
+    planned = plan_for(params, teacher, calibration_questions(params, val), limit)
     usd_cap = params.budget.usd
     if usd_cap is not None:  # one cap over every purchase of the run
         usd_cap -= read_json(paths.TEACHER_METRICS)["usd_spent"]
@@ -37,18 +36,15 @@ def main() -> None:
         result, teacher_metrics = collect_or_exit(
             "calibrate_signals", params, planned, teacher, cache, tasks, Ledger(len(planned), usd_cap)
         )
-    rows = score(
-        params, paths.BASE_STUDENT, paths.BASE_TA, paths.WARMUP, {"stage2": result.rows},
-        {ex.id: ex for ex in val}, tasks,
-    )  # fmt: skip
+    students = {"": {r.pop("id"): r for r in read_jsonl(paths.SAMPLES_CALIBRATION)}}
+    rows = score(params, paths.BASE_TA, {"stage2": result.rows}, {ex.id: ex for ex in val}, students)
     tokens = {(r["id"], r["sample"]): r["output_tokens"] for r in result.rows}
     rows = [{**r, "teacher_tokens": tokens[(r["id"], r["sample"])]} for r in rows]
     with phase("calibrate_decide"):
         decision = decide(rows, params)
     with phase("write_outputs"):
         write_jsonl(paths.CALIBRATION_ROWS, rows)
-        ran_in = precision.student(params.student.bf16).name
-        write_json(paths.CALIBRATION, {**decision, "teacher": teacher_metrics, "student_precision": ran_in})
+        write_json(paths.CALIBRATION, {**decision, "teacher": teacher_metrics})
     chosen = decision["chosen"]
     log.info("calibration on %d validation replies: measure %s, signs %s",
              len(rows), chosen["measure"], chosen["signs"])  # fmt: skip

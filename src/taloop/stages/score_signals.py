@@ -1,11 +1,12 @@
-"""score_signals: self-consistency of the warmed-up student and TA confidences, per reply."""
+"""score_signals: per stage-2 reply, the TA's confidences in the teacher's reply and in the
+student's outputs (sample_student's samples, with their self-consistency)."""
 
 from __future__ import annotations
 
 import gc
 import logging
 
-from taloop import data, logs, paths, precision
+from taloop import data, logs, paths
 from taloop.config import load_params
 from taloop.io import read_json, read_jsonl, write_json, write_jsonl
 from taloop.profiling import phase
@@ -25,21 +26,20 @@ def main() -> None:
     if params.signals.base_student:
         scope["all"] = responses
     examples = {ex.id: ex for ex in data.examples("train")}
-    # acquire already sampled the warmed-up student on the questions it bought
+    students = {
+        "": {r.pop("id"): r for r in read_jsonl(paths.SAMPLES_STAGE2)},
+        "base_": {r.pop("id"): r for r in read_jsonl(paths.SAMPLES_BASE)},
+    }
+    # acquire scored the student's outputs on the questions it bought with the same TA
     sampled = {r["id"]: r for r in read_jsonl(paths.ACQUISITION_SCORES)}
-    rows = score(
-        params, paths.BASE_STUDENT, paths.BASE_TA, paths.WARMUP, scope, examples, data.tasks(params), sampled
-    )
+    rows = score(params, paths.BASE_TA, scope, examples, students, sampled)
     gc.collect()
     # The summary AUCs follow the measure the variants act on (calibrated on validation).
     with phase("signal_metrics"):  # bootstrap CIs for every signal
         metrics = signal_metrics(rows, ta_measure_name(params, read_json(paths.CALIBRATION)))
     with phase("write_outputs"):
         write_jsonl(paths.SIGNALS, rows)
-        write_json(
-            paths.SIGNAL_METRICS,
-            {**metrics, "student_precision": precision.student(params.student.bf16).name},
-        )
+        write_json(paths.SIGNAL_METRICS, metrics)
     log.info(
         "AUC of TA-on-teacher (%s, pooled within task) at flagging wrong teacher replies: %s",
         metrics["ta_summary_measure"],

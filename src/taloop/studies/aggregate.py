@@ -1,9 +1,5 @@
-"""Effect-size study over kept runs.
-
-    python benchmarks/study.py RUN_DIR [RUN_DIR ...] [--out reports/studies/effect_size]
-
-Each RUN_DIR holds one run's params.yaml, metrics/ and data/predictions/ (as written by
-`benchmarks/run.py --keep DIR`, or copied from a workspace after `dvc repro`). Three parts:
+"""Effect-size aggregation over study cells (each loaded by :func:`taloop.studies.sources.load_run`,
+from a kept directory or a DVC experiment). Its parts, each where the cells support it:
 
 - seeds: at the full budget with random acquisition, per-seed accuracy of every variant and
   its difference from the baseline (:func:`compare`: the t-interval of per-seed differences
@@ -23,23 +19,18 @@ Each RUN_DIR holds one run's params.yaml, metrics/ and data/predictions/ (as wri
   against the oracle, and the same comparisons pooled over every cell with a sign test
   (:func:`pooled_map`). The other parts then take the error rate most runs have.
 
-Writes <out>.json and <out>.md: numbers only.
+:func:`study` gives the numbers, :func:`markdown` the tables.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 from collections import defaultdict
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
-from taloop import logs
-from taloop.io import read_json, read_jsonl
 from taloop.metrics import (
     mcnemar_exact,
     mde_paired,
@@ -48,40 +39,9 @@ from taloop.metrics import (
     resample_indices,
     seed_interval,
 )
-from taloop.profiles import flatten
 
 log = logging.getLogger("study")
 N_BOOT = 2000
-
-
-def load_run(run: Path) -> dict[str, Any]:
-    params = yaml.safe_load((run / "params.yaml").read_text())
-    variants = [params["baseline"], *params["compare"]]
-    correct = {}
-    for v in variants:
-        rows = sorted(read_jsonl(run / f"data/predictions/{v}.jsonl"), key=lambda r: r["id"])
-        correct[v] = np.array([r["correct"] for r in rows], dtype=float)
-        tasks = np.array([r["task"] for r in rows])
-        ids = np.array([r["id"] for r in rows])
-    usd = read_json(run / "metrics/teacher.json")["usd_value"]
-    acquisition = run / "metrics/acquisition.json"
-    if acquisition.is_file():
-        usd += read_json(acquisition).get("teacher", {}).get("usd_value", 0.0)
-    return {
-        "name": run.name,
-        "split": params.get("eval", {}).get("split", "test"),
-        "params": flatten(params),
-        "seed": params["stage2"]["seed"],
-        "seeds": {k: params[k]["seed"] for k in ("warmup", "signals", "stage2", "data", "teacher", "eval")},
-        "budget": params["budget"]["queries"],
-        "acquisition": params.get("acquisition", {}).get("mode", "random"),
-        "teacher_usd": usd,
-        "baseline": params["baseline"],
-        "accuracy": {v: read_json(run / f"metrics/eval/{v}.json")["accuracy"] for v in variants},
-        "correct": correct,
-        "tasks": tasks,
-        "ids": ids,
-    }
 
 
 def _accuracy_resamples(
@@ -684,30 +644,3 @@ def tuning_lines(rows: list[dict[str, Any]], choice: dict[str, Any]) -> list[str
                 line += f"; {100 * vs['diff']:+.1f} points against the default (per seed {per_seed})"
             lines.append(line)
     return lines
-
-
-def main() -> None:
-    logs.setup()
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("runs", nargs="+", type=Path)
-    parser.add_argument("--out", type=Path, default=Path("reports/studies/effect_size"))
-    parser.add_argument(
-        "--note", default="", help="status line stored with the results (e.g. what is missing)"
-    )
-    parser.add_argument(
-        "--default", type=Path, default=Path("params.yaml"),
-        help="params file whose setting the tuning's best settings are held against",
-    )  # fmt: skip
-    args = parser.parse_args()
-    default = flatten(yaml.safe_load(args.default.read_text())) if args.default.is_file() else None
-    result = {**study([load_run(r) for r in args.runs], default=default), "note": args.note}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(markdown(result))
-    log.info("\n%s", markdown(result))
-
-
-if __name__ == "__main__":
-    main()

@@ -1,19 +1,15 @@
-"""The published studies as one self-contained HTML page with their figures (issue 16).
+"""The published studies as one self-contained HTML page with their figures.
 
-    python benchmarks/figures.py [--studies reports/studies]
-
-Reads what exists of ``headroom.json`` (benchmarks/headroom.py --summarise) and
-``effect_size.json`` (benchmarks/study.py) in the studies folder and writes ``index.html``
-there: each figure as inline SVG (no file or network fetch, so the page reads the same
-anywhere) above the study's markdown tables. Figures: the oracle's gain over ft against
-teacher error rate, per error mode and budget (headroom); accuracy per variant and the
-recovery ratio against error rate, with their intervals (error-rate map); accuracy against
-teacher budget (budget curve). A figure whose data is not there yet is left out and says so.
+`taloop study report <name>` rewrites reports/studies/index.html from what exists there: each
+study's ``<name>.json`` (and the combined ``effect_size.json``), each figure as inline SVG (no
+file or network fetch, so the page reads the same anywhere) above the study's markdown
+tables. Figures: the oracle's gain over ft against teacher error rate, per error mode and
+budget (headroom); accuracy per variant and the recovery ratio against error rate, with their
+intervals (error-rate map); accuracy against teacher budget (budget curve).
 """
 
 from __future__ import annotations
 
-import argparse
 import html
 import io
 import json
@@ -27,8 +23,6 @@ import matplotlib
 matplotlib.use("svg")
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
-
-from taloop import logs
 
 log = logging.getLogger("figures")
 STUDIES = Path(__file__).resolve().parents[1] / "reports/studies"
@@ -133,41 +127,40 @@ def _section(title: str, figures: list[str], markdown: Path) -> str:
     return f"<section><h2>{html.escape(title)}</h2>{body}</section>"
 
 
-def page(studies: Path) -> str:
+def _effect_size_section(title: str, result: dict[str, Any], markdown: Path, map_expected: bool) -> str:
+    rows = result.get("error_rate_map", [])
+    figures = [map_figure(rows)] if len(rows) > 1 else []
+    curve = result.get("budget_curve")
+    if curve and any(len(points) > 1 for points in curve["curves"].values()):
+        figures.append(budget_figure(curve))
+    missing = "<p>The error-rate map has not been run yet (fewer than two error rates).</p>"
+    return _section(title, figures, markdown) + (missing if map_expected and len(rows) < 2 else "")
+
+
+def page(studies: Path, names: list[str]) -> str:
+    """The page over ``names`` (study files) that have results, then the combined effect-size
+    tables (effect_size.json) when present."""
     sections = []
-    headroom = studies / "headroom.json"
-    if headroom.is_file():
-        figure = headroom_figure(json.loads(headroom.read_text()))
-        sections.append(_section("Headroom (validation split)", [figure], studies / "headroom.md"))
+    for name in names:
+        result_file = studies / f"{name}.json"
+        if not result_file.is_file():
+            continue
+        result = json.loads(result_file.read_text())
+        if "settings" in result:
+            figure = headroom_figure(result)
+            sections.append(
+                _section(f"{name}: headroom (validation split)", [figure], studies / f"{name}.md")
+            )
+        else:
+            sections.append(_effect_size_section(name, result, studies / f"{name}.md", name == "map"))
     effect = studies / "effect_size.json"
     if effect.is_file():
-        result = json.loads(effect.read_text())
-        rows = result.get("error_rate_map", [])
-        figures = [map_figure(rows)] if len(rows) > 1 else []
-        if any(len(points) > 1 for points in result["budget_curve"]["curves"].values()):
-            figures.append(budget_figure(result["budget_curve"]))
-        title = "Effect size, error-rate map and budget curve"
-        sections.append(_section(title, figures, studies / "effect_size.md"))
-        if len(rows) < 2:
-            sections.append("<p>The error-rate map has not been run yet (fewer than two error rates).</p>")
+        title = "All kept cells together: effect size, error-rate map and budget curve"
+        sections.append(
+            _effect_size_section(title, json.loads(effect.read_text()), studies / "effect_size.md", True)
+        )
     style = "body{font-family:sans-serif;max-width:72em;margin:auto}pre{white-space:pre-wrap;font-size:85%}"
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>taloop studies</title>"
         f"<style>{style}</style></head><body><h1>taloop studies</h1>{''.join(sections)}</body></html>\n"
     )
-
-
-def main() -> None:
-    logs.setup()
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--studies", type=Path, default=STUDIES)
-    args = parser.parse_args()
-    out = args.studies / "index.html"
-    out.write_text(page(args.studies))
-    log.info("wrote %s", out)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,157 @@
+"""What a study's sweep point costs through the study engine, side by side in one run.
+
+    python benchmarks/study_cost.py [--workdir DIR] [--out benchmarks/results.json]
+
+In a fresh clone of this checkout's HEAD (empty DVC cache, empty teacher cache; the machine's
+de-quantised model cache as it is), four DVC experiments are queued and run one at a time
+with `dvc queue start -j 1`, exactly as `taloop study run` does:
+
+1. map cell e0.2-s0 (reports/studies/map/e0.2-s0), the full cell: nothing to restore yet;
+2. the same with another TA measure (``ta.scorer``): a point that changes a ta.* param only;
+3. the same with ta_loop on teacher trust alone (``variants.ta_loop.signals``): a point that
+   changes what a single variant's stage-2 training reads;
+4. map cell e0.4-s3, a second full cell (the data and base models restored).
+
+Per point: its wall time (queue completion to completion), which stages ran, which were
+restored (DVC's own output, `dvc queue logs`), and for the two map cells, per variant, how
+many test items' correctness differs from the kept cell's. Written under "study_cost" in
+``--out``; the cost ratios are points 2 and 3 against point 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from taloop import logs, precision
+from taloop.io import read_jsonl
+from taloop.manifest import numerics
+from taloop.studies import engine, spec
+from taloop.studies.sources import ExperimentCell
+
+REPO = Path(__file__).resolve().parent.parent
+RESULTS = REPO / "benchmarks/results.json"
+MAP_CELLS = ("e0.2-s0", "e0.4-s3")
+# A measure other than the one calibration chose at e0.2-s0 (contrastive), so the point's
+# ta_loop weights do change.
+TA_POINT = {"ta.scorer": "min_logprob"}
+VARIANT_POINT = {"variants.ta_loop.signals": ["ta_teacher"]}
+
+log = logging.getLogger("study_cost")
+
+
+def _points() -> list[spec.Cell]:
+    by_name = {c.name: c for c in spec.cells(spec.load("map", REPO))}
+    base = by_name[MAP_CELLS[0]]
+    return [
+        base,
+        spec.Cell("cost", "ta-point", {**base.params, **TA_POINT}),
+        spec.Cell("cost", "variant-point", {**base.params, **VARIANT_POINT}),
+        by_name[MAP_CELLS[1]],
+    ]
+
+
+def _correct(rows: list[dict[str, Any]]) -> dict[str, bool]:
+    return {r["id"]: bool(r["correct"]) for r in rows}
+
+
+def item_differences(repo: Path, cell: spec.Cell, sha: str) -> dict[str, Any]:
+    """Per variant: test items whose correctness differs from the kept cell's, and both accuracies."""
+    kept = REPO / spec.KEPT_DIR / "map" / cell.name
+    new = ExperimentCell(cell.experiment, repo, sha)
+    out = {}
+    for variant in [cell.params["baseline"], *cell.params["compare"]]:
+        path = f"data/predictions/{variant}.jsonl"
+        old_items = _correct(read_jsonl(kept / path))
+        text = new.text(path) or ""
+        new_items = _correct([json.loads(line) for line in text.splitlines() if line.strip()])
+        if old_items.keys() != new_items.keys():
+            raise RuntimeError(f"{cell.name} {variant}: the test items differ from the kept cell's")
+        differ = sorted(i for i in old_items if old_items[i] != new_items[i])
+        out[variant] = {
+            "items": len(old_items),
+            "differing_items": len(differ),
+            "differing_ids": differ,
+            "accuracy_kept": sum(old_items.values()) / len(old_items),
+            "accuracy_now": sum(new_items.values()) / len(new_items),
+        }
+    return out
+
+
+def measure(workdir: Path) -> dict[str, Any]:
+    repo = workdir / "repo"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
+    # the clone's code, not this checkout's (the editable install), whatever is edited meanwhile
+    os.environ["PYTHONPATH"] = str(repo / "src")
+    points = _points()
+    for cell in points:
+        subprocess.run(
+            ["dvc", "exp", "run", "--queue", "-n", cell.experiment, *cell.set_args()],
+            cwd=repo, check=True, capture_output=True,
+        )  # fmt: skip
+    finished = engine.work_queue(repo, [c.experiment for c in points], jobs=1)
+    shas = engine.experiments(repo)
+    cells: dict[str, Any] = {}
+    for cell in points:
+        outcomes = engine.stage_outcomes(engine.cell_log(repo, cell.experiment))
+        cells[cell.experiment] = {
+            "status": finished[cell.experiment].status,
+            "seconds": round(finished[cell.experiment].seconds, 1),
+            "changed": {k: v for k, v in cell.params.items() if points[0].params.get(k) != v},
+            "ran": sorted(s for s, how in outcomes.items() if how == "ran"),
+            "restored": sorted(s for s, how in outcomes.items() if how == "restored"),
+            "unchanged": sorted(s for s, how in outcomes.items() if how == "unchanged"),
+        }
+        if cell.study == "map" and cell.experiment in shas:
+            cells[cell.experiment]["vs_kept_cell"] = item_differences(repo, cell, shas[cell.experiment])
+    full = cells[points[0].experiment]["seconds"]
+    return {
+        "machine": {
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+            "numerics": numerics(),
+            "student_precision": precision.resolve("auto").name,
+        },
+        "rev": subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+        ).stdout.strip(),
+        "runner": "taloop.studies.engine: dvc exp run --queue, dvc queue start -j 1",
+        "points": cells,
+        "ratios": {
+            "ta_point_over_full_cell": cells["cost-ta-point"]["seconds"] / full,
+            "variant_point_over_full_cell": cells["cost-variant-point"]["seconds"] / full,
+        },
+    }
+
+
+def main() -> None:
+    logs.setup()
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workdir", type=Path, help="run here and keep the clone (default: a temporary one)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True)
+        result = measure(args.workdir)
+    else:
+        with tempfile.TemporaryDirectory(prefix="study-cost-") as tmp:
+            result = measure(Path(tmp))
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    results["study_cost"] = result
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    log.info("ratios: %s", result["ratios"])
+    sys.exit(0 if all(p["status"] == "Success" for p in result["points"].values()) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""Running a study's cells as DVC experiments, and aggregating them.
+
+``run``: each cell not yet run from this commit (``dvc exp ls``) is queued with ``dvc exp run
+--queue -n <study>-<cell> -S ...`` and the queue is worked with ``dvc queue start -j N``. DVC
+runs each in its own temporary workspace and restores every stage whose command, deps and
+params an earlier run already had (its run-cache), so a cell pays only for the stages its
+params reach. With N > 1 the first cell runs alone first, so the stages every cell shares
+(data, teacher replies, base models) are in the run-cache before cells run side by side; a
+teacher reply is never bought twice either way (the reply cache is shared and locked).
+
+``report``: the cells' params, metrics and predictions read back from the experiments (and
+from kept directories of cells run before studies were experiments), aggregated into
+reports/studies/<study>.{json,md} and the studies page.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tqdm import tqdm
+
+from taloop.profiles import flatten
+from taloop.studies import aggregate, headroom, page, spec
+from taloop.studies.sources import CellFiles, ExperimentCell, KeptCell, headroom_cell, load_run
+
+log = logging.getLogger(__name__)
+POLL_S = 2.0
+
+
+def _dvc(repo: Path, *args: str) -> str:
+    done = subprocess.run(["dvc", *args], cwd=repo, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise spec.StudyError(f"dvc {' '.join(args)} failed:\n{(done.stderr or done.stdout).strip()}")
+    return done.stdout
+
+
+def experiments(repo: Path, all_commits: bool = False) -> dict[str, str]:
+    """Experiment name -> commit; from HEAD's baseline, or (``all_commits``) from every commit
+    with the newest baseline winning a name. Queued and failed ones are not listed."""
+    from dvc.repo import Repo
+
+    with Repo(str(repo)) as dvc_repo:
+        found = dvc_repo.experiments.ls(rev="HEAD", num=-1 if all_commits else 1)
+    history = subprocess.run(
+        ["git", "rev-list", "--first-parent", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
+    ).stdout.split()
+    rank = {sha: i for i, sha in enumerate(history)}
+    out: dict[str, str] = {}
+    for baseline in sorted(found, key=lambda sha: rank.get(sha, len(rank)), reverse=True):
+        for name, sha in found[baseline]:
+            if sha:
+                out[name] = sha
+    return out
+
+
+def queue_status(repo: Path) -> dict[str, str]:
+    """Experiment name -> Queued | Running | Success | Failed, from `dvc queue status`."""
+    out = {}
+    for line in _dvc(repo, "queue", "status").splitlines():
+        fields = line.split()
+        if len(fields) >= 4 and re.fullmatch(r"[0-9a-f]{7,}", fields[0]):
+            out[fields[1]] = fields[-1]
+    return out
+
+
+@dataclass(frozen=True)
+class Finished:
+    status: str
+    seconds: float  # from the queue's start (or the previous cell's end, with one job)
+
+
+def work_queue(repo: Path, names: Sequence[str], jobs: int) -> dict[str, Finished]:
+    """``dvc queue start -j jobs``, then wait until every experiment in ``names`` left the queue."""
+    _dvc(repo, "queue", "start", "-j", str(jobs))
+    start = last = time.monotonic()
+    finished: dict[str, Finished] = {}
+    with tqdm(total=len(names), desc="study cells", unit="cell") as bar:
+        while len(finished) < len(names):
+            time.sleep(POLL_S)
+            status = queue_status(repo)
+            for name in names:
+                if name not in finished and status.get(name) in ("Success", "Failed"):
+                    now = time.monotonic()
+                    finished[name] = Finished(status[name], now - (last if jobs == 1 else start))
+                    last = now
+                    bar.update()
+                    log.info("%s: %s (%.0f s)", name, status[name].lower(), finished[name].seconds)
+                elif name not in finished and name not in status:
+                    raise spec.StudyError(
+                        f"experiment {name} left the queue without a result (dvc queue status)"
+                    )
+    return finished
+
+
+def run(
+    name: str, repo: Path = Path(), jobs: int = 1, dry_run: bool = False, only: Iterable[str] = ()
+) -> dict[str, Finished]:
+    """Queue and run the cells of study ``name`` not yet run from this commit."""
+    study = spec.load(name, repo)
+    wanted = set(only)
+    cells = [c for c in spec.cells(study) if not wanted or c.name in wanted]
+    if wanted - {c.name for c in cells}:
+        raise spec.StudyError(
+            f"study {name}: no cell named {', '.join(sorted(wanted - {c.name for c in cells}))}"
+        )
+    done = experiments(repo)
+    todo = [c for c in cells if c.experiment not in done]
+    log.info("study %s: %d cells, %d already run from this commit, %d to run", name, len(cells),
+             len(cells) - len(todo), len(todo))  # fmt: skip
+    if dry_run:
+        for cell in todo:
+            log.info(
+                "%s: dvc exp run --queue -n %s %s", cell.name, cell.experiment, " ".join(cell.set_args())
+            )
+        return {}
+    finished: dict[str, Finished] = {}
+    # Alone first when cells run side by side: see the module docstring.
+    batches = [todo[:1], todo[1:]] if jobs > 1 else [todo]
+    for batch in filter(None, batches):
+        for cell in batch:
+            _dvc(repo, "exp", "run", "--queue", "-n", cell.experiment, *cell.set_args())
+        finished |= work_queue(repo, [c.experiment for c in batch], jobs)
+    failed = [n for n, f in finished.items() if f.status != "Success"]
+    if failed:
+        raise spec.StudyError(
+            f"study {name}: {len(failed)} cells failed: {', '.join(failed)} (see `dvc queue logs <name>`)"
+        )
+    return finished
+
+
+STAGE_LINE = re.compile(
+    r"^(?:Running stage '(?P<ran>[^']+)'"
+    r"|Stage '(?P<unchanged>[^']+)' didn't change, skipping"
+    r"|Stage '(?P<restored>[^']+)' is cached - skipping run, checking out outputs)"
+)
+
+
+def stage_outcomes(log_text: str) -> dict[str, str]:
+    """Stage -> "ran", "unchanged" or "restored" (from the run-cache), as DVC's own output of
+    one experiment (`dvc queue logs`) says."""
+    out = {}
+    for line in log_text.splitlines():
+        m = STAGE_LINE.match(line.strip())
+        if m:
+            kind = next(k for k, v in m.groupdict().items() if v)
+            out[m.group(kind)] = kind
+    return out
+
+
+def cell_log(repo: Path, experiment: str) -> str:
+    return _dvc(repo, "queue", "logs", experiment)
+
+
+def _kept(study: str, root: Path) -> list[CellFiles]:
+    folder = root / spec.KEPT_DIR / study
+    if not folder.is_dir():
+        return []
+    return [KeptCell(d.name, d) for d in sorted(folder.iterdir()) if (d / "params.yaml").is_file()]
+
+
+def study_cells(name: str, repo: Path = Path(), kept_only: bool = False) -> list[CellFiles]:
+    """The cells of study ``name`` and of the studies it includes: each cell's experiment
+    where it has one (the newest), else its kept directory."""
+    study = spec.load(name, repo)
+    found = {} if kept_only else experiments(repo, all_commits=True)
+    out: list[CellFiles] = []
+    for member in dict.fromkeys([*study.include, name]):
+        by_name: dict[str, CellFiles] = {c.name: c for c in _kept(member, repo)}
+        for exp, sha in found.items():
+            if exp.startswith(f"{member}-"):
+                by_name[exp.removeprefix(f"{member}-")] = ExperimentCell(
+                    exp.removeprefix(f"{member}-"), repo, sha
+                )
+        out.extend(by_name[k] for k in sorted(by_name))
+    return out
+
+
+def _note(kept: int, experiments: int) -> str:
+    return f"{kept + experiments} cells: {kept} kept, {experiments} experiments"
+
+
+def aggregate_study(name: str, cells: Sequence[CellFiles], repo: Path = Path()) -> tuple[dict[str, Any], str]:
+    study = spec.load(name, repo)
+    from_experiments = sum(isinstance(c, ExperimentCell) for c in cells)
+    if study.report == "headroom":
+        # kept headroom cells are one JSON file each (they ran outside the pipeline)
+        pipeline = {c.name: headroom_cell(c) for c in cells}
+        kept = [p for p in sorted((repo / spec.KEPT_DIR / name).glob("*.json")) if p.stem not in pipeline]
+        legacy = [json.loads(p.read_text()) for p in kept]
+        note = _note(len(cells) - from_experiments + len(kept), from_experiments)
+        summary = {**headroom.summarise([*legacy, *pipeline.values()]), "note": note}
+        return summary, headroom.markdown(summary)
+    default_params = repo / "params.yaml"
+    default = flatten(yaml.safe_load(default_params.read_text())) if default_params.is_file() else None
+    note = _note(len(cells) - from_experiments, from_experiments)
+    result = {**aggregate.study([load_run(c) for c in cells], default=default), "note": note}
+    return result, aggregate.markdown(result)
+
+
+def report(name: str, repo: Path = Path(), kept_only: bool = False) -> Path:
+    cells = study_cells(name, repo, kept_only)
+    if not cells and spec.load(name, repo).report != "headroom":
+        raise spec.StudyError(f"study {name}: no cell has run yet (taloop study run {name})")
+    result, markdown = aggregate_study(name, cells, repo)
+    out = repo / spec.KEPT_DIR / name
+    out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".md").write_text(markdown)
+    (repo / spec.KEPT_DIR / "index.html").write_text(page.page(repo / spec.KEPT_DIR, spec.available(repo)))
+    log.info("study %s: %s -> %s.{json,md}", name, result["note"], out)
+    return out.with_suffix(".md")

@@ -1,0 +1,127 @@
+"""Where a study cell's files come from: a kept directory (reports/studies/<study>/<cell>/, the
+cells run before studies were DVC experiments) or a DVC experiment (its git commit for
+params.yaml, DVC's cache for metrics and predictions, through ``dvc.api``)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import yaml
+
+
+class CellFiles(Protocol):
+    name: str
+
+    def text(self, path: str) -> str | None:
+        """The file's text, None when the cell has no such file."""
+
+
+@dataclass(frozen=True)
+class KeptCell:
+    name: str
+    root: Path
+
+    def text(self, path: str) -> str | None:
+        file = self.root / path
+        return file.read_text() if file.is_file() else None
+
+
+@dataclass(frozen=True)
+class ExperimentCell:
+    name: str
+    repo: Path
+    rev: str  # the experiment's commit
+
+    def text(self, path: str) -> str | None:
+        import dvc.api  # imported here: loading DVC costs a second the kept cells do not need
+
+        try:
+            with dvc.api.open(path, repo=str(self.repo), rev=self.rev) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
+
+def _json(cell: CellFiles, path: str) -> Any:
+    text = cell.text(path)
+    if text is None:
+        raise FileNotFoundError(f"study cell {cell.name}: no {path}")
+    return json.loads(text)
+
+
+def _jsonl(cell: CellFiles, path: str) -> list[dict[str, Any]]:
+    text = cell.text(path)
+    if text is None:
+        raise FileNotFoundError(f"study cell {cell.name}: no {path}")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def params(cell: CellFiles) -> dict[str, Any]:
+    text = cell.text("params.yaml")
+    if text is None:
+        raise FileNotFoundError(f"study cell {cell.name}: no params.yaml")
+    return yaml.safe_load(text)
+
+
+def load_run(cell: CellFiles) -> dict[str, Any]:
+    """What the effect-size aggregation reads of one cell: params, per-item correctness of
+    every variant (sorted by item id), accuracies and the teacher's spend."""
+    from taloop.profiles import flatten
+
+    p = params(cell)
+    variants = [p["baseline"], *p["compare"]]
+    correct = {}
+    for v in variants:
+        rows = sorted(_jsonl(cell, f"data/predictions/{v}.jsonl"), key=lambda r: r["id"])
+        correct[v] = np.array([r["correct"] for r in rows], dtype=float)
+        tasks = np.array([r["task"] for r in rows])
+        ids = np.array([r["id"] for r in rows])
+    usd = _json(cell, "metrics/teacher.json")["usd_value"]
+    acquisition = cell.text("metrics/acquisition.json")
+    if acquisition is not None:
+        usd += json.loads(acquisition).get("teacher", {}).get("usd_value", 0.0)
+    return {
+        "name": cell.name,
+        "split": p.get("eval", {}).get("split", "test"),
+        "params": flatten(p),
+        "seed": p["stage2"]["seed"],
+        "seeds": {k: p[k]["seed"] for k in ("warmup", "signals", "stage2", "data", "teacher", "eval")},
+        "budget": p["budget"]["queries"],
+        "acquisition": p.get("acquisition", {}).get("mode", "random"),
+        "teacher_usd": usd,
+        "baseline": p["baseline"],
+        "accuracy": {v: _json(cell, f"metrics/eval/{v}.json")["accuracy"] for v in variants},
+        "correct": correct,
+        "tasks": tasks,
+        "ids": ids,
+    }
+
+
+def headroom_cell(cell: CellFiles) -> dict[str, Any]:
+    """One headroom cell (ft against oracle_one_stage) from a pipeline cell's metrics, in the
+    form the kept headroom cells (reports/studies/headroom/<cell>.json) have."""
+    p = params(cell)
+    variants = (p["baseline"], *p["compare"])
+    teacher = _json(cell, "metrics/teacher.json")
+    evals = {v: _json(cell, f"metrics/eval/{v}.json") for v in variants}
+    trained = {v: _json(cell, f"metrics/stage2/{v}.json") for v in variants}
+    oracle, ft = evals["oracle_one_stage"], evals[p["baseline"]]
+    return {
+        "cell": cell.name,
+        "error_mode": p["teacher"]["error_mode"],
+        "error_rate": p["teacher"]["error_rate"],
+        "budget": p["budget"]["queries"],
+        "seed": p["stage2"]["seed"],
+        "teacher_accuracy": teacher["diagnostic_teacher_accuracy_vs_gold"],
+        "replies": {v: trained[v]["examples_trained"] for v in variants},
+        "optimizer_steps": {v: trained[v]["optimizer_steps_total"] for v in variants},
+        "accuracy": {v: evals[v]["accuracy"] for v in variants},
+        "per_task": {v: evals[v]["per_task"] for v in variants},
+        "n": ft["n"],
+        "gain": oracle["accuracy"] - ft["accuracy"],
+        "vs_ft": oracle["vs_baseline"],
+    }
