@@ -296,9 +296,9 @@ def test_studies_page_is_self_contained_with_a_figure_per_study(tmp_path: Path) 
         {**_run(0, 48, "random", {"ft": 0.3, "ta_loop": 0.35}), "params": {"teacher.error_rate": 0.4}}
     )
     result = study.study(runs)
-    (tmp_path / "effect_size.json").write_text(json.dumps(result))
-    (tmp_path / "effect_size.md").write_text(study.markdown(result))
-    page = figures.page(tmp_path, [])
+    (tmp_path / "map.json").write_text(json.dumps(result))
+    (tmp_path / "map.md").write_text(study.markdown(result))
+    page = figures.page(tmp_path, {"map": "map"})
     assert page.count("<svg") == 2  # the map (two panels, one figure) and the budget curve
     assert "| 0.2 | 2 |" in page and "not been run yet" not in page
     assert "<script" not in page and "<link" not in page and "src=" not in page
@@ -306,15 +306,13 @@ def test_studies_page_is_self_contained_with_a_figure_per_study(tmp_path: Path) 
     unbounded["error_rate_map"][0]["recovery"].update(ci_low=None, ci_high=None)  # drawn to the edge
     # a point beyond the default axis, with one side unbounded, and one outside its own interval
     unbounded["error_rate_map"][1]["recovery"].update(ratio=4.0, ci_low=1.2, ci_high=None)
-    (tmp_path / "effect_size.json").write_text(json.dumps(unbounded))
-    assert figures.page(tmp_path, []).count("<svg") == 2
+    (tmp_path / "map.json").write_text(json.dumps(unbounded))
+    assert figures.page(tmp_path, {"map": "map"}).count("<svg") == 2
     unbounded["error_rate_map"][1]["recovery"].update(ratio=4.0, ci_low=0.5, ci_high=3.5)
-    (tmp_path / "effect_size.json").write_text(json.dumps(unbounded))
-    assert figures.page(tmp_path, []).count("<svg") == 2
-    (tmp_path / "effect_size.json").write_text(
-        json.dumps({**result, "error_rate_map": result["error_rate_map"][:1]})
-    )
-    assert "The error-rate map has not been run yet" in figures.page(tmp_path, [])
+    (tmp_path / "map.json").write_text(json.dumps(unbounded))
+    assert figures.page(tmp_path, {"map": "map"}).count("<svg") == 2
+    (tmp_path / "map.json").write_text(json.dumps({**result, "error_rate_map": result["error_rate_map"][:1]}))
+    assert "The error-rate map has not been run yet" in figures.page(tmp_path, {"map": "map"})
 
 
 def test_validation_runs_alone_give_the_tuning_table_and_each_variants_best_setting() -> None:

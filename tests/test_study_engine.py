@@ -18,7 +18,7 @@ from .pipeline import copy_repo, run
 STUDY = """\
 description: tiny TA sweep
 cell: "{ta.scorer}-s{seed}"
-variants: [two_stage, ta_loop]
+variants: [ta_loop]
 sweep:
   ta.scorer: [mean_logprob, min_logprob]
 seeds: [0, 1]
@@ -82,8 +82,8 @@ def test_a_ta_sweep_point_restores_every_stage_upstream_of_ta_scoring(one_job: P
     assert first_of_seed_1["warmup"] == "ran"
     result = json.loads((one_job / "reports/studies/tiny.json").read_text())
     assert result["note"] == "4 cells: 0 kept, 4 experiments"
-    assert sorted(result["seeds"]) == [0, 1] and set(result["accuracy"]) == {"ft", "two_stage", "ta_loop"}
-    assert "<h2>tiny</h2>" in (one_job / "reports/studies/index.html").read_text()
+    assert sorted(result["seeds"]) == [0, 1] and set(result["accuracy"]) == {"ft", "ta_loop"}
+    assert "<h2>tiny: tiny TA sweep</h2>" in (one_job / "reports/studies/index.html").read_text()
     done = run(one_job, "taloop", "study", "run", "tiny").stderr
     assert "4 already run from this commit, 0 to run" in done
 
@@ -106,7 +106,7 @@ def test_two_jobs_buy_no_reply_twice_and_give_the_one_job_metrics(one_job: Path,
         assert run(repo, "dvc", "status").stdout.strip().endswith("Data and pipelines are up to date.")
     assert sorted(engine.experiments(two_jobs)) == sorted(engine.experiments(one_job))
     for name in engine.experiments(one_job):
-        for path in ("metrics/eval/ta_loop.json", "metrics/eval/two_stage.json", "metrics/signals.json"):
+        for path in ("metrics/eval/ft.json", "metrics/eval/ta_loop.json", "metrics/signals.json"):
             assert _metric(two_jobs, name, path) == _metric(one_job, name, path), (name, path)
 
 
@@ -145,6 +145,6 @@ def test_exp_show_over_a_study_fits_160_columns_with_swept_params_and_headline(o
     lines = shown.splitlines()
     assert max(map(len, lines)) <= 160, shown
     header = next(line for line in lines if "Experiment" in line)
-    for column in ("ta_loop", "two_stage", "usd", "ta_auc", "ta.scorer", "warmup.seed"):
+    for column in ("ta_loop", "usd", "ta_auc", "ta.scorer", "warmup.seed"):
         assert column in header, shown
     assert sum("tiny-" in line for line in lines) == 4, shown

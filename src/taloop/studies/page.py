@@ -1,7 +1,7 @@
 """The published studies as one self-contained HTML page with their figures.
 
 `taloop study report <name>` rewrites reports/studies/index.html from what exists there: each
-study's ``<name>.json`` (and the combined ``effect_size.json``), each figure as inline SVG (no
+study's ``<name>.json`` and ``<name>.md``, each figure as inline SVG (no
 file or network fetch, so the page reads the same anywhere) above the study's markdown
 tables. Figures: the oracle's gain over ft against teacher error rate, per error mode and
 budget (headroom); accuracy per variant and the recovery ratio against error rate, with their
@@ -137,28 +137,19 @@ def _effect_size_section(title: str, result: dict[str, Any], markdown: Path, map
     return _section(title, figures, markdown) + (missing if map_expected and len(rows) < 2 else "")
 
 
-def page(studies: Path, names: list[str]) -> str:
-    """The page over ``names`` (study files) that have results, then the combined effect-size
-    tables (effect_size.json) when present."""
+def page(studies: Path, titles: dict[str, str]) -> str:
+    """The page over the studies in ``titles`` (study name -> section title) that have results."""
     sections = []
-    for name in names:
+    for name, title in titles.items():
         result_file = studies / f"{name}.json"
         if not result_file.is_file():
             continue
         result = json.loads(result_file.read_text())
+        markdown = studies / f"{name}.md"
         if "settings" in result:
-            figure = headroom_figure(result)
-            sections.append(
-                _section(f"{name}: headroom (validation split)", [figure], studies / f"{name}.md")
-            )
+            sections.append(_section(title, [headroom_figure(result)], markdown))
         else:
-            sections.append(_effect_size_section(name, result, studies / f"{name}.md", name == "map"))
-    effect = studies / "effect_size.json"
-    if effect.is_file():
-        title = "All kept cells together: effect size, error-rate map and budget curve"
-        sections.append(
-            _effect_size_section(title, json.loads(effect.read_text()), studies / "effect_size.md", True)
-        )
+            sections.append(_effect_size_section(title, result, markdown, name == "map"))
     style = "body{font-family:sans-serif;max-width:72em;margin:auto}pre{white-space:pre-wrap;font-size:85%}"
     return (
         "<!doctype html><html><head><meta charset='utf-8'><title>taloop studies</title>"
