@@ -92,16 +92,11 @@ def measure(workdir: Path) -> dict[str, Any]:
     # the clone's code, not this checkout's (the editable install), whatever is edited meanwhile
     os.environ["PYTHONPATH"] = str(repo / "src")
     points = _points()
-    for cell in points:
-        subprocess.run(
-            ["dvc", "exp", "run", "--queue", "-n", cell.experiment, *cell.set_args()],
-            cwd=repo, check=True, capture_output=True,
-        )  # fmt: skip
-    finished = engine.work_queue(repo, [c.experiment for c in points], jobs=1)
+    finished = engine.work_queue(repo, engine.queue_cells(repo, points), jobs=1)
     shas = engine.experiments(repo)
     cells: dict[str, Any] = {}
     for cell in points:
-        outcomes = engine.stage_outcomes(engine.cell_log(repo, cell.experiment))
+        outcomes = engine.stage_outcomes(engine.cell_log(repo, finished[cell.experiment].task))
         cells[cell.experiment] = {
             "status": finished[cell.experiment].status,
             "seconds": round(finished[cell.experiment].seconds, 1),

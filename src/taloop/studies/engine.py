@@ -62,49 +62,88 @@ def experiments(repo: Path, all_commits: bool = False) -> dict[str, str]:
     return out
 
 
-def queue_status(repo: Path) -> dict[str, str]:
-    """Experiment name -> Queued | Running | Success | Failed, from `dvc queue status`."""
-    out = {}
+@dataclass(frozen=True)
+class Task:
+    id: str  # the queue's task id: a name can come back (a failed cell queued again)
+    name: str
+    status: str  # Queued | Running | Success | Failed
+
+
+def queue_tasks(repo: Path) -> tuple[list[Task], int]:
+    """The tasks `dvc queue status` lists (finished ones stay listed) and its active workers."""
+    tasks, active = [], 0
     for line in _dvc(repo, "queue", "status").splitlines():
         fields = line.split()
         if len(fields) >= 4 and re.fullmatch(r"[0-9a-f]{7,}", fields[0]):
-            out[fields[1]] = fields[-1]
-    return out
+            tasks.append(Task(fields[0], fields[1], fields[-1]))
+        elif m := re.match(r"Worker status: (\d+) active", line.strip()):
+            active = int(m.group(1))
+    return tasks, active
 
 
 @dataclass(frozen=True)
 class Finished:
+    task: str
     status: str
     seconds: float  # from the queue's start (or the previous cell's end, with one job)
 
 
-def work_queue(repo: Path, names: Sequence[str], jobs: int) -> dict[str, Finished]:
-    """``dvc queue start -j jobs``, then wait until every experiment in ``names`` left the queue."""
+# Polls a task may be missing from `dvc queue status` (it lists active tasks, then queued
+# ones, so a task starting in between is in neither) or wait with no worker alive.
+PATIENCE = 15
+
+
+def queue_cells(repo: Path, cells: Sequence[spec.Cell]) -> dict[str, str]:
+    """Queue ``cells``; experiment name -> its new task id."""
+    before = {t.id for t in queue_tasks(repo)[0]}
+    for cell in cells:
+        _dvc(repo, "exp", "run", "--queue", "-n", cell.experiment, *cell.set_args())
+    new = {t.name: t.id for t in queue_tasks(repo)[0] if t.id not in before}
+    lost = [c.experiment for c in cells if c.experiment not in new]
+    if lost:
+        raise spec.StudyError(f"queued but not listed by dvc queue status: {', '.join(lost)}")
+    return new
+
+
+def work_queue(repo: Path, tasks: dict[str, str], jobs: int) -> dict[str, Finished]:
+    """``dvc queue start -j jobs``, then wait until every task in ``tasks`` (experiment name ->
+    task id) has finished; a worker that went idle while tasks wait is started again."""
     _dvc(repo, "queue", "start", "-j", str(jobs))
     start = last = time.monotonic()
     finished: dict[str, Finished] = {}
-    with tqdm(total=len(names), desc="study cells", unit="cell") as bar:
-        while len(finished) < len(names):
+    missing = dict.fromkeys(tasks, 0)
+    stalled = 0
+    with tqdm(total=len(tasks), desc="study cells", unit="cell") as bar:
+        while len(finished) < len(tasks):
             time.sleep(POLL_S)
-            status = queue_status(repo)
-            for name in names:
-                if name not in finished and status.get(name) in ("Success", "Failed"):
+            listed, active = queue_tasks(repo)
+            status = {t.id: t.status for t in listed}
+            for name, task in tasks.items():
+                if name in finished:
+                    continue
+                missing[name] = 0 if task in status else missing[name] + 1
+                if missing[name] > PATIENCE:
+                    raise spec.StudyError(f"experiment {name} left the queue without a result")
+                if status.get(task) in ("Success", "Failed"):
                     now = time.monotonic()
-                    finished[name] = Finished(status[name], now - (last if jobs == 1 else start))
+                    finished[name] = Finished(task, status[task], now - (last if jobs == 1 else start))
                     last = now
                     bar.update()
-                    log.info("%s: %s (%.0f s)", name, status[name].lower(), finished[name].seconds)
-                elif name not in finished and name not in status:
-                    raise spec.StudyError(
-                        f"experiment {name} left the queue without a result (dvc queue status)"
-                    )
+                    log.info("%s: %s (%.0f s)", name, status[task].lower(), finished[name].seconds)
+            waiting = any(status.get(t) == "Queued" for n, t in tasks.items() if n not in finished)
+            stalled = stalled + 1 if waiting and active == 0 else 0
+            if stalled > PATIENCE:
+                log.warning("no queue worker running while cells wait: starting the queue again")
+                _dvc(repo, "queue", "start", "-j", str(jobs))
+                stalled = 0
     return finished
 
 
 def run(
     name: str, repo: Path = Path(), jobs: int = 1, dry_run: bool = False, only: Iterable[str] = ()
 ) -> dict[str, Finished]:
-    """Queue and run the cells of study ``name`` not yet run from this commit."""
+    """Queue and run the cells of study ``name`` not yet run from this commit; cells already
+    waiting in the queue (an interrupted run) are followed, not queued again."""
     study = spec.load(name, repo)
     wanted = set(only)
     cells = [c for c in spec.cells(study) if not wanted or c.name in wanted]
@@ -113,9 +152,11 @@ def run(
             f"study {name}: no cell named {', '.join(sorted(wanted - {c.name for c in cells}))}"
         )
     done = experiments(repo)
-    todo = [c for c in cells if c.experiment not in done]
-    log.info("study %s: %d cells, %d already run from this commit, %d to run", name, len(cells),
-             len(cells) - len(todo), len(todo))  # fmt: skip
+    pending = {t.name: t.id for t in queue_tasks(repo)[0] if t.status in ("Queued", "Running")}
+    todo = [c for c in cells if c.experiment not in done and c.experiment not in pending]
+    followed = {c.experiment: pending[c.experiment] for c in cells if c.experiment in pending}
+    log.info("study %s: %d cells, %d already run from this commit, %d in the queue, %d to run", name,
+             len(cells), len(cells) - len(todo) - len(followed), len(followed), len(todo))  # fmt: skip
     if dry_run:
         for cell in todo:
             log.info(
@@ -123,17 +164,20 @@ def run(
             )
         return {}
     finished: dict[str, Finished] = {}
-    # Alone first when cells run side by side: see the module docstring.
-    batches = [todo[:1], todo[1:]] if jobs > 1 else [todo]
-    for batch in filter(None, batches):
-        for cell in batch:
-            _dvc(repo, "exp", "run", "--queue", "-n", cell.experiment, *cell.set_args())
-        finished |= work_queue(repo, [c.experiment for c in batch], jobs)
-    failed = [n for n, f in finished.items() if f.status != "Success"]
-    if failed:
-        raise spec.StudyError(
-            f"study {name}: {len(failed)} cells failed: {', '.join(failed)} (see `dvc queue logs <name>`)"
-        )
+    # Alone first when cells run side by side (see the module docstring), unless some are
+    # already queued: then everything goes together.
+    batches = [todo[:1], todo[1:]] if jobs > 1 and not followed else [todo]
+    for i, batch in enumerate(batches):
+        tasks = queue_cells(repo, batch) if batch else {}
+        if i == 0:
+            tasks |= followed
+        if tasks:
+            finished |= work_queue(repo, tasks, jobs)
+        failed = [n for n, f in finished.items() if f.status != "Success"]
+        if failed:
+            raise spec.StudyError(
+                f"study {name}: {len(failed)} cells failed: {', '.join(failed)} (see `dvc queue logs <name>`)"
+            )
     return finished
 
 
@@ -156,8 +200,9 @@ def stage_outcomes(log_text: str) -> dict[str, str]:
     return out
 
 
-def cell_log(repo: Path, experiment: str) -> str:
-    return _dvc(repo, "queue", "logs", experiment)
+def cell_log(repo: Path, task: str) -> str:
+    """DVC's output of one queued experiment (``task``: its task id, or its name when unique)."""
+    return _dvc(repo, "queue", "logs", task)
 
 
 def _kept(study: str, root: Path) -> list[CellFiles]:

@@ -30,20 +30,20 @@ class KeptCell:
         return file.read_text() if file.is_file() else None
 
 
-@dataclass(frozen=True)
 class ExperimentCell:
-    name: str
-    repo: Path
-    rev: str  # the experiment's commit
+    """A cell's files at its experiment's commit, through one DVCFileSystem (opening the
+    repository once per cell, not once per file)."""
+
+    def __init__(self, name: str, repo: Path, rev: str) -> None:
+        self.name, self.repo, self.rev = name, repo, rev  # rev: the experiment's commit
+        self._fs: Any = None
 
     def text(self, path: str) -> str | None:
-        import dvc.api  # imported here: loading DVC costs a second the kept cells do not need
+        if self._fs is None:
+            from dvc.api import DVCFileSystem  # here: loading DVC costs a second kept cells do not need
 
-        try:
-            with dvc.api.open(path, repo=str(self.repo), rev=self.rev) as f:
-                return f.read()
-        except FileNotFoundError:
-            return None
+            self._fs = DVCFileSystem(str(self.repo), rev=self.rev)
+        return self._fs.read_text(path) if self._fs.isfile(path) else None
 
 
 def _json(cell: CellFiles, path: str) -> Any:

@@ -55,13 +55,13 @@ class Study(BaseModel):
 
     @model_validator(mode="after")
     def _names_every_axis(self) -> Study:
+        for key, values in self.sweep.items():
+            if not values:
+                raise ValueError(f"sweep.{key}: no values")
         used = set(_FIELD.findall(self.cell))
         axes = {*self.sweep, *(["seed"] if self.seeds else [])}
         if used != axes:
             raise ValueError(f"cell template {self.cell!r} must name exactly these: {sorted(axes)}")
-        for key, values in self.sweep.items():
-            if not values:
-                raise ValueError(f"sweep.{key}: no values")
         return self
 
 
@@ -114,6 +114,10 @@ def cells(study: Study) -> list[Cell]:
             name = _FIELD.sub(lambda m, labels=labels: _label(labels[m.group(1)]), study.cell)
             seeds = {} if seed is None else dict.fromkeys(study.seed_params, seed)
             out.append(Cell(study.name, name, {**fixed, **point, **seeds}))
+    names = [c.name for c in out]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise StudyError(f"study {study.name}: several cells are named {', '.join(twice)} (cell template)")
     return out
 
 
