@@ -77,3 +77,17 @@ def test_adapter_config_names_the_upstream_model(tmp_path: Path) -> None:
     point_to_upstream(adapter, base)
     config = json.loads((adapter / "adapter_config.json").read_text())
     assert config == {"base_model_name_or_path": "google/gemma-3-270m", "r": 8}
+
+
+def test_a_card_names_a_simulated_ta_as_simulated() -> None:
+    plan = {
+        **FACTS.training["signal_plan"],
+        "ta": "simulated TA (set ROC-AUC: teacher replies 0.9, student outputs 0.7)",
+    }
+    card = ModelCard(
+        render(CardFacts(**{**FACTS.__dict__, "training": {**FACTS.training, "signal_plan": plan}}))
+    )
+    assert (
+        "| signals | TA simulated TA (set ROC-AUC: teacher replies 0.9, student outputs 0.7), "
+        "measure local_window" in card.text
+    )

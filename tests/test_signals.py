@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from taloop import scoring
+from taloop import sampling, scoring
 from taloop.acquisition import sureness_by_question
 from taloop.config import Params, TaskSpec, validate_params
 from taloop.metrics import grouped_flag_auc, rank_flag_auc
@@ -51,16 +51,16 @@ def test_a_sample_without_an_answer_line_lowers_self_consistency(
     raw_params: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     samples = ["4 + 8 = 12\nThe answer is 12.", "8 + 4 = 12\nThe answer is 12.", "4 + 8 is 12"]
-    monkeypatch.setattr(scoring, "complete", lambda *a, **k: ([samples], None))
+    monkeypatch.setattr(sampling, "complete", lambda *a, **k: ([samples], None))
     task = get_task("leg_counting", TaskSpec())
     ex = Example("q1", "leg_counting", "How many legs?", "12", {})
     params = _params(raw_params, "auto")
-    out = scoring.student_outputs(params, Path("."), None, [ex], {ex.task: task})["q1"]
+    out = sampling.student_outputs(params, Path("."), None, [ex], {ex.task: task})["q1"]
     # Lenient extraction would read "12" from the third sample too and give 1.0.
     assert out["sc"] == pytest.approx(2 / 3)
     assert out["student_answer"] == "12" and out["student_correct"] is True
     assert out["student_output"] == samples[0]
-    assert set(out) == set(scoring.STUDENT_COLUMNS)
+    assert set(out) == set(sampling.STUDENT_COLUMNS)
 
 
 # --- TA measures -----------------------------------------------------------------------------
@@ -235,7 +235,15 @@ def _params(raw: dict[str, Any], scorer: str) -> Params:
 
 
 def _fake_ta(judge_calls: list[str]):
-    def fake(params: Params, ta: Any, questions: Any, outputs: list[str], what: str, judge: bool = False):
+    def fake(
+        params: Params,
+        ta: Any,
+        examples: Any,
+        outputs: list[str],
+        correct: Any,
+        what: str,
+        judge: bool = False,
+    ):
         out = {m: [float(len(o)) + k for o in outputs] for k, m in enumerate(TA_MEASURES)}
         if judge:
             judge_calls.append(what)
@@ -255,12 +263,12 @@ def test_score_rows_hold_every_measure(
     monkeypatch.setattr(scoring, "ta_scores", _fake_ta(judged))
     student = {"sc": 0.5, "sc_entropy": 0.7, "student_answer": "4", "student_output": "The answer is 4.",
                "student_correct": True}  # fmt: skip
-    monkeypatch.setattr(scoring, "student_outputs", lambda p, d, a, qs, t: {q.id: dict(student) for q in qs})
+    monkeypatch.setattr(sampling, "student_outputs", lambda p, d, a, qs, t: {q.id: dict(student) for q in qs})
     ex = Example("q1", "t", "Q?", "4", {})
     reply = {"id": "q1", "sample": 0, "task": "t", "answer": "5", "correct": False,
              "rationale": "The answer is 5!", "meta": {"simulated_error": "slip"}}  # fmt: skip
     scope = {"stage2": [reply], "all": [reply]}
-    students = scoring.sample_students(params, Path("s"), Path("w"), scope, {"q1": ex}, {})
+    students = sampling.sample_students(params, Path("s"), Path("w"), scope, {"q1": ex}, {})
     assert set(students) == {"", "base_"}
     rows = scoring.score(params, Path("ta"), scope, {"q1": ex}, students)
     (row,) = rows

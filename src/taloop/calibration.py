@@ -1,8 +1,8 @@
 """Choosing how signals are used, on the validation split only.
 
 calibrate_signals buys teacher replies for validation questions (free with the simulated
-teacher: :func:`calibration_questions`), and has the TA score them and the warmed-up
-student's outputs on the same questions (sampled by sample_student) with every measure.
+teacher: :func:`taloop.sampling.calibration_questions`), and has the TA score them and the
+warmed-up student's outputs on the same questions (sampled by sample_student) with every measure.
 From those rows, judged against gold, it decides:
 
 - the TA measure: the one whose pooled-within-task AUC at flagging wrong teacher replies is
@@ -27,7 +27,6 @@ The test split is never read here.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -37,8 +36,6 @@ from taloop.config import TA_MEASURES, ConfigError, Params, VariantSpec
 from taloop.metrics import grouped_flag_auc
 from taloop.scoring import ta_measure_name
 from taloop.selection import SignalPlan, example_weights, signal_column, task_diagnostics
-from taloop.tasks.base import Example
-from taloop.tasks.splits import stratified_order
 
 # What each signal claims to flag when it is low.
 TARGETS = {
@@ -47,19 +44,6 @@ TARGETS = {
     "self_consistency": "student_correct",
 }
 ALL_SIGNALS = ("self_consistency", "ta_student", "ta_teacher")
-
-
-def calibration_limit(params: Params, n_val: int) -> int:
-    """Teacher replies bought for calibration: ``calibration.queries``, or one per sample
-    of every validation question."""
-    return params.calibration.queries or n_val * params.teacher.samples
-
-
-def calibration_questions(params: Params, val: list[Example]) -> list[Example]:
-    """The validation questions calibration buys replies for, in purchase order (the budget's
-    task-stratified order): sample_student samples the student on exactly these."""
-    limit = calibration_limit(params, len(val))
-    return stratified_order(val, params.budget.order_seed)[: math.ceil(limit / params.teacher.samples)]
 
 
 def _auc(rows: Sequence[dict[str, Any]], column: str, target: str, seed: int) -> dict[str, Any]:

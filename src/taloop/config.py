@@ -230,6 +230,23 @@ class TAConfig(_Section):
         "validation split), one of " + ", ".join(TA_MEASURES) + ", or judge (P(yes) to 'is this correct?')",
     )
     batch_size: int = Field(8, gt=0, description="outputs scored per forward pass")
+    backend: Literal["model", "simulated"] = Field(
+        "model",
+        description="model: ta.model scores the outputs; simulated: a TA of set quality (ta.auc_teacher, "
+        "ta.auc_student) that runs no model, labelled simulated in every report",
+    )
+    auc_teacher: float = Field(
+        0.75, ge=0.5, le=1.0, description="simulated: ROC-AUC at telling wrong teacher replies from right"
+    )
+    auc_student: float = Field(
+        0.75, ge=0.5, le=1.0, description="simulated: ROC-AUC at telling wrong student outputs from right"
+    )
+    seed: int = Field(0, description="simulated: seed of the confidences (drawn per question and output)")
+    blind_spot: Literal["none", "shared"] = Field(
+        "none",
+        description="simulated: shared = at chance on the questions of the simulated teacher's blind spot, "
+        "where it trusts every output as if right (a TA that learned from data like the teacher's)",
+    )
 
 
 class TrainingConfig(_Section):
@@ -351,6 +368,16 @@ class Params(_Section):
             raise _KeyedError.one(
                 "signals.base_student",
                 f"must be true for one-stage variants with signals ({', '.join(needs_base)})",
+            )
+        if self.ta.blind_spot == "shared" and (
+            self.ta.backend != "simulated"
+            or self.teacher.backend != "simulated"
+            or self.teacher.error_mode != "systematic"
+        ):
+            raise _KeyedError.one(
+                "ta.blind_spot",
+                "shared needs ta.backend: simulated and the simulated teacher's systematic errors "
+                "(teacher.backend: simulated, teacher.error_mode: systematic): only it has a blind spot",
             )
         if needs_base and self.signals.selection == "calibrated":
             raise _KeyedError.one(

@@ -94,7 +94,8 @@ def _rows(facts: CardFacts) -> list[tuple[str, str]]:
     training = facts.training
     plan = training.get("signal_plan")
     signals = (
-        f"TA measure {plan['measure']}, signs {plan['signs']}, combined by {plan['combine']}"
+        (f"TA {plan['ta']}, measure" if "ta" in plan else "TA measure")
+        + f" {plan['measure']}, signs {plan['signs']}, combined by {plan['combine']}"
         if plan
         else "none (every reply weighted equally)"
     )

@@ -146,15 +146,18 @@ def plan_record(
     responses: Sequence[dict[str, Any]],
     how: SignalPlan | None,
     shares: dict[str, float],
+    ta: str,
 ) -> dict[str, Any]:
     """``plan`` as plan_stage2 writes it for train_stage2: everything but the examples is
-    copied into the variant's stage-2 metrics."""
+    copied into the variant's stage-2 metrics. ``ta``: the TA behind the signals (named on
+    the model card)."""
     return {
         "variant": variant,
         "teacher_data_fingerprint": teacher_data_fingerprint(responses),
         "signal_plan": None
         if how is None
         else {
+            "ta": ta,
             "measure": how.measure,
             "signs": how.signs,
             "combine": how.combine,

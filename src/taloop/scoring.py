@@ -1,4 +1,6 @@
-"""score_signals' library side: student samples, TA confidences, and how well they flag errors.
+"""The TA's side of the signals (calibrate_signals, score_signals, acquire): TA confidences in
+the teacher's replies and the student's outputs (sampled by :mod:`taloop.sampling`), and how
+well every signal flags errors.
 
 Signal rows carry every TA measure (:data:`taloop.signals.TA_MEASURES`) as ``ta_teacher_<m>``
 and ``{prefix}ta_student_<m>`` (``prefix`` "" for the warmed-up student, "base_" for the base
@@ -14,53 +16,16 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from taloop import simulated_ta
 from taloop.config import Params
-from taloop.generation import complete, task_answered
 from taloop.metrics import grouped_flag_auc
 from taloop.models import load_saved
-from taloop.signals import TA_MEASURES, judge_confidence, self_consistency, ta_measures
+from taloop.sampling import student_outputs
+from taloop.signals import TA_MEASURES, judge_confidence, ta_measures
 from taloop.tasks.base import Example, Task
 from taloop.tasks.prompts import render
 
 log = logging.getLogger(__name__)
-
-# student_outputs' columns: the acquire stage stores them, so score_signals need not sample
-# the same questions again.
-STUDENT_COLUMNS = ("sc", "sc_entropy", "student_answer", "student_output", "student_correct")
-
-
-def student_outputs(
-    params: Params, base_dir: Path, adapter: Path | None, questions: Sequence[Example], tasks: dict[str, Task]
-) -> dict[str, dict[str, Any]]:
-    """Per example id: self-consistency of K samples and the student's majority output
-    (the :data:`STUDENT_COLUMNS`)."""
-    cfg = params.signals
-    prompts = [render(params.teacher.prompt_template, question=ex.question) for ex in questions]
-    samples, _ = complete(
-        params, base_dir, adapter, prompts, max_new_tokens=cfg.max_new_tokens, batch_size=cfg.batch_size,
-        num_samples=cfg.samples, temperature=cfg.temperature, seed=cfg.seed,
-        desc="student samples" if adapter else "base student samples",
-        answered=task_answered([tasks[ex.task].extract_strict for ex in questions]),
-    )  # fmt: skip
-    out = {}
-    for ex, texts in zip(questions, samples, strict=True):
-        task = tasks[ex.task]
-        # Strict: a sample that never states "The answer is X" has no answer to agree with.
-        answers = [task.extract_strict(t) for t in texts]
-        cons = self_consistency(answers)
-        output = texts[cons.majority_index]
-        out[ex.id] = {
-            "sc": cons.share,
-            "sc_entropy": cons.entropy,
-            "student_answer": cons.majority,
-            "student_output": output,
-            # Diagnostic (gold), read leniently as evaluation reads answers: judged by the strict
-            # reading, a missing answer line would count as wrong and lower self-consistency at
-            # once, crediting the signal with agreeing with itself.
-            "student_correct": task.is_correct(task.extract(output), ex),
-        }
-    return out
-
 
 # The measure summaries and acquisition use while ``ta.scorer`` is "auto" and no calibration
 # has chosen one: the paper's length-normalised likelihood, on the log scale.
@@ -89,17 +54,27 @@ def wants_judge(params: Params) -> bool:
     return params.ta.scorer == "judge"
 
 
+def load_ta(params: Params, ta_dir: Path) -> tuple[Any, Any] | None:
+    """The TA model and tokenizer; None for the simulated TA, which runs no model."""
+    return None if params.ta.backend == "simulated" else load_saved(ta_dir)
+
+
 def ta_scores(
     params: Params,
-    ta: tuple[Any, Any],
-    questions: Sequence[str],
+    ta: tuple[Any, Any] | None,
+    examples: Sequence[Example],
     outputs: Sequence[str],
+    correct: Sequence[bool],
     what: str,
     judge: bool = False,
 ) -> dict[str, list[float]]:
-    """Every TA measure for each (question, output) pair, and "judge" when ``judge``."""
+    """Every TA measure for each (question, output) pair, and "judge" when ``judge``.
+    ``correct`` (gold) is read by the simulated TA only (:mod:`taloop.simulated_ta`)."""
+    if ta is None:
+        return simulated_ta.measures(params, what, examples, outputs, correct, judge)
     model, tok = ta
     bs = params.ta.batch_size
+    questions = [ex.question for ex in examples]
     prompts = [render(params.teacher.prompt_template, question=q) for q in questions]
     out = ta_measures(model, tok, prompts, outputs, bs, desc=f"TA {what}")
     if judge:
@@ -125,48 +100,19 @@ def question_signals(
     questions: Sequence[Example],
     tasks: dict[str, Task],
 ) -> dict[str, dict[str, Any]]:
-    """Per question id: the warmed-up student's outputs (:func:`student_outputs`: its
+    """Per question id: the warmed-up student's outputs (:func:`taloop.sampling.student_outputs`: its
     self-consistency and majority output, and whether that is right, diagnostic) and the
     TA's measures of that output (``ta_student_<measure>``, ``ta_conf_student``)."""
     outs = student_outputs(params, student_dir, warm_adapter, questions, tasks)
     scored = ta_scores(
-        params, load_saved(ta_dir), [ex.question for ex in questions],
-        [outs[ex.id]["student_output"] for ex in questions], "student", judge=wants_judge(params),
+        params, load_ta(params, ta_dir), questions, [outs[ex.id]["student_output"] for ex in questions],
+        [outs[ex.id]["student_correct"] for ex in questions], "student", judge=wants_judge(params),
     )  # fmt: skip
     conf = conf_measure(params.ta.scorer)
     return {
         ex.id: {**outs[ex.id], **_ta_columns({k: v[n] for k, v in scored.items()}, "student", conf)}
         for n, ex in enumerate(questions)
     }
-
-
-def sample_students(
-    params: Params,
-    student_dir: Path,
-    warm_adapter: Path,
-    scope: dict[str, Sequence[dict[str, Any]]],
-    examples: dict[str, Example],
-    tasks: dict[str, Task],
-    sampled: dict[str, dict[str, Any]] | None = None,
-) -> dict[str, dict[str, dict[str, Any]]]:
-    """The students' outputs (:data:`STUDENT_COLUMNS`) for the questions of the replies in
-    ``scope``, by column prefix and question id: "" the warmed-up student on "stage2"; "base_"
-    the base student on "all", when asked. ``sampled``: the warmed-up student's outputs
-    already drawn for some questions (the acquire stage's), which are not sampled again."""
-    stage2_ids = list(dict.fromkeys(r["id"] for r in scope["stage2"]))
-    sampled = sampled or {}
-    known = {i: {k: sampled[i][k] for k in STUDENT_COLUMNS} for i in stage2_ids if i in sampled}
-    missing = [examples[i] for i in stage2_ids if i not in known]
-    if known:
-        log.info(
-            "reusing acquire's student samples for %d of %d stage-2 questions", len(known), len(stage2_ids)
-        )
-    new = student_outputs(params, student_dir, warm_adapter, missing, tasks) if missing else {}
-    students = {"": {i: known.get(i) or new[i] for i in stage2_ids}}
-    if "all" in scope:
-        all_ids = list(dict.fromkeys(r["id"] for r in scope["all"]))
-        students["base_"] = student_outputs(params, student_dir, None, [examples[i] for i in all_ids], tasks)
-    return students
 
 
 def score(
@@ -179,7 +125,7 @@ def score(
 ) -> list[dict[str, Any]]:
     """Signal rows for the replies in ``scope`` ("stage2": with the warmed-up student's
     outputs; "all": also with the base student's, in ``base_*`` columns): the TA's measures of
-    each teacher reply and of the students' outputs (:func:`sample_students`, by prefix).
+    each teacher reply and of the students' outputs (:func:`taloop.sampling.sample_students`, by prefix).
     ``sampled``: acquire's rows, whose TA scores of the student's outputs are not redone."""
     stage2_ids = list(dict.fromkeys(r["id"] for r in scope["stage2"]))
     outs_of = {"": {i: students[""][i] for i in stage2_ids}}
@@ -189,13 +135,14 @@ def score(
         replies = list(scope["all"])
     sampled = sampled or {}
     known = [i for i in stage2_ids if i in sampled]
-    ta = load_saved(ta_dir)
+    ta = load_ta(params, ta_dir)
     judge = wants_judge(params)
     teacher = ta_scores(
         params,
         ta,
-        [examples[r["id"]].question for r in replies],
+        [examples[r["id"]] for r in replies],
         [r["rationale"] for r in replies],
+        [r["correct"] for r in replies],
         "teacher",
         judge=judge,
     )
@@ -215,8 +162,9 @@ def score(
             ta_scores(
                 params,
                 ta,
-                [examples[i].question for i in ids],
+                [examples[i] for i in ids],
                 [outs[i]["student_output"] for i in ids],
+                [outs[i]["student_correct"] for i in ids],
                 "student",
                 judge=judge,
             )

@@ -11,6 +11,7 @@ from typing import Any
 
 from taloop.config import Params
 from taloop.reporting.verdict import verdict
+from taloop.simulated_ta import describe_ta
 
 
 def params_hash(params: Params) -> str:
@@ -45,7 +46,7 @@ def run_card(
     return {
         "student": params.student.model,
         "precision": {"bf16_setting": params.student.bf16, "resolved": precision},
-        "ta": params.ta.model,
+        "ta": describe_ta(params),
         "ta_scorer": params.ta.scorer,
         "teacher": {
             "backend": params.teacher.backend,

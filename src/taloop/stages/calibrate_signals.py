@@ -7,10 +7,11 @@ from __future__ import annotations
 import logging
 
 from taloop import data, logs, paths
-from taloop.calibration import calibration_limit, calibration_questions, decide
+from taloop.calibration import decide
 from taloop.config import load_params
 from taloop.io import read_json, read_jsonl, write_json, write_jsonl
 from taloop.profiling import phase
+from taloop.sampling import calibration_limit, calibration_questions
 from taloop.scoring import score
 from taloop.stages._run import run
 from taloop.teachers.budget import Ledger

@@ -15,6 +15,7 @@ from taloop.config import load_params
 from taloop.io import read_json, read_jsonl, write_json
 from taloop.profiling import phase
 from taloop.schedule import plan_record, plan_variant
+from taloop.simulated_ta import describe_ta
 from taloop.stages._run import run
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,8 @@ def main() -> None:
         log.info("%s: %d of %d replies kept (weights %.2f..%.2f), %d optimiser steps, signals %s",
                  variant, plan.kept, plan.replies_available, plan.weight_min, plan.weight_max, plan.steps,
                  how)  # fmt: skip
-        write_json(paths.stage2_plan(variant), plan_record(variant, plan, responses, how, shares))
+        record = plan_record(variant, plan, responses, how, shares, describe_ta(params))
+        write_json(paths.stage2_plan(variant), record)
 
 
 if __name__ == "__main__":

@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 
 from taloop import data, logs, paths, precision
-from taloop.calibration import calibration_questions
 from taloop.config import load_params
 from taloop.io import read_jsonl, write_json, write_jsonl
 from taloop.profiling import phase
+from taloop.sampling import calibration_questions, sample_students, student_outputs
 from taloop.schedule import split_warmup
-from taloop.scoring import sample_students, student_outputs
 from taloop.stages._run import run
 
 log = logging.getLogger(__name__)
