@@ -1,21 +1,26 @@
-"""What a study's sweep point costs through the study engine, side by side in one run.
+"""What a study's sweep point costs through the study engine, side by side on one machine.
 
     python benchmarks/study_cost.py [--workdir DIR] [--out benchmarks/results.json]
+    python benchmarks/study_cost.py --resume DIR    # pull HEAD into DIR's clone, run the points it lacks
 
 In a fresh clone of this checkout's HEAD (empty DVC cache, empty teacher cache; the machine's
-de-quantised model cache as it is), four DVC experiments are queued and run one at a time
-with `dvc queue start -j 1`, exactly as `taloop study run` does:
+de-quantised model cache as it is), DVC experiments are queued and run one at a time with
+`dvc queue start -j 1`, as `taloop study run` does:
 
 1. map cell e0.2-s0 (reports/studies/map/e0.2-s0), the full cell: nothing to restore yet;
 2. the same with another TA measure (``ta.scorer``): a point that changes a ta.* param only;
 3. the same with ta_loop on teacher trust alone (``variants.ta_loop.signals``): a point that
    changes what a single variant's stage-2 training reads;
-4. map cell e0.4-s3, a second full cell (the data and base models restored).
+4. map cell e0.4-s3, a second full cell (the data and base models restored);
+5. point 1 with the simulated TA (``ta.backend: simulated``, AUC 0.7 for both sides);
+6. point 5 at another teacher-side AUC: a ta.* point on the axis the TA-quality study sweeps.
 
 Per point: its wall time (queue completion to completion), which stages ran, which were
 restored (DVC's own output, `dvc queue logs`), and for the two map cells, per variant, how
 many test items' correctness differs from the kept cell's. Written under "study_cost" in
-``--out``; the cost ratios are points 2 and 3 against point 1.
+``--out``; the cost ratios are points 2, 3 and 6 against point 1. ``--resume`` runs, in an
+earlier run's clone brought to this HEAD, the points that clone lacks, and keeps the earlier
+points' figures (each point records the commit it ran).
 """
 
 from __future__ import annotations
@@ -44,18 +49,24 @@ MAP_CELLS = ("e0.2-s0", "e0.4-s3")
 # ta_loop weights do change.
 TA_POINT = {"ta.scorer": "min_logprob"}
 VARIANT_POINT = {"variants.ta_loop.signals": ["ta_teacher"]}
+SIMULATED = {"ta.backend": "simulated", "ta.auc_teacher": 0.7, "ta.auc_student": 0.7}
+SIMULATED_POINT = {**SIMULATED, "ta.auc_teacher": 0.9}
 
 log = logging.getLogger("study_cost")
 
 
-def _points() -> list[spec.Cell]:
+def _points() -> list[tuple[spec.Cell, str]]:
+    """Each point and the point its changed params are counted against."""
     by_name = {c.name: c for c in spec.cells(spec.load("map", REPO))}
     base = by_name[MAP_CELLS[0]]
+    sim = spec.Cell("cost", "simulated-base", {**base.params, **SIMULATED})
     return [
-        base,
-        spec.Cell("cost", "ta-point", {**base.params, **TA_POINT}),
-        spec.Cell("cost", "variant-point", {**base.params, **VARIANT_POINT}),
-        by_name[MAP_CELLS[1]],
+        (base, base.experiment),
+        (spec.Cell("cost", "ta-point", {**base.params, **TA_POINT}), base.experiment),
+        (spec.Cell("cost", "variant-point", {**base.params, **VARIANT_POINT}), base.experiment),
+        (by_name[MAP_CELLS[1]], base.experiment),
+        (sim, base.experiment),
+        (spec.Cell("cost", "simulated-point", {**base.params, **SIMULATED_POINT}), sim.experiment),
     ]
 
 
@@ -86,28 +97,48 @@ def item_differences(repo: Path, cell: spec.Cell, sha: str) -> dict[str, Any]:
     return out
 
 
-def measure(workdir: Path) -> dict[str, Any]:
+def measure(workdir: Path, earlier: dict[str, Any]) -> dict[str, Any]:
+    """Run the points the clone in ``workdir`` lacks (cloning it first when there is none);
+    ``earlier``: the figures of the points it ran before."""
     repo = workdir / "repo"
-    subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
+    if repo.is_dir():
+        subprocess.run(["git", "pull", "-q", "--ff-only"], cwd=repo, check=True)
+    else:
+        subprocess.run(["git", "clone", "-q", str(REPO), str(repo)], check=True)
     # the clone's code, not this checkout's (the editable install), whatever is edited meanwhile
     os.environ["PYTHONPATH"] = str(repo / "src")
+    rev = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
+    ).stdout.strip()
     points = _points()
-    finished = engine.work_queue(repo, engine.queue_cells(repo, points), jobs=1)
-    shas = engine.experiments(repo)
-    cells: dict[str, Any] = {}
-    for cell in points:
-        outcomes = engine.stage_outcomes(engine.cell_log(repo, finished[cell.experiment].task))
+    params = {cell.experiment: cell.params for cell, _ in points}
+    todo = [cell for cell, _ in points if cell.experiment not in earlier]
+    finished = engine.work_queue(repo, engine.queue_cells(repo, todo), jobs=1) if todo else {}
+    shas = engine.experiments(repo, all_commits=True)
+    cells = dict(earlier)
+    for cell, reference in points:
+        if cell.experiment not in finished:
+            continue
+        done = finished[cell.experiment]
+        outcomes = engine.stage_outcomes(engine.cell_log(repo, done.task))
         cells[cell.experiment] = {
-            "status": finished[cell.experiment].status,
-            "seconds": round(finished[cell.experiment].seconds, 1),
-            "changed": {k: v for k, v in cell.params.items() if points[0].params.get(k) != v},
+            "rev": rev,
+            "status": done.status,
+            "seconds": round(done.seconds, 1),
+            "against": reference,
+            "changed": {k: v for k, v in cell.params.items() if params[reference].get(k) != v},
             "ran": sorted(s for s, how in outcomes.items() if how == "ran"),
             "restored": sorted(s for s, how in outcomes.items() if how == "restored"),
             "unchanged": sorted(s for s, how in outcomes.items() if how == "unchanged"),
         }
         if cell.study == "map" and cell.experiment in shas:
             cells[cell.experiment]["vs_kept_cell"] = item_differences(repo, cell, shas[cell.experiment])
-    full = cells[points[0].experiment]["seconds"]
+    full = cells[points[0][0].experiment]["seconds"]
+    ratio = {
+        "ta_point_over_full_cell": "cost-ta-point",
+        "variant_point_over_full_cell": "cost-variant-point",
+        "simulated_ta_point_over_full_cell": "cost-simulated-point",
+    }
     return {
         "machine": {
             "cpu": platform.processor() or platform.machine(),
@@ -115,15 +146,9 @@ def measure(workdir: Path) -> dict[str, Any]:
             "numerics": numerics(),
             "student_precision": precision.resolve("auto").name,
         },
-        "rev": subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
-        ).stdout.strip(),
         "runner": "taloop.studies.engine: dvc exp run --queue, dvc queue start -j 1",
         "points": cells,
-        "ratios": {
-            "ta_point_over_full_cell": cells["cost-ta-point"]["seconds"] / full,
-            "variant_point_over_full_cell": cells["cost-variant-point"]["seconds"] / full,
-        },
+        "ratios": {k: cells[name]["seconds"] / full for k, name in ratio.items() if name in cells},
     }
 
 
@@ -133,15 +158,22 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--workdir", type=Path, help="run here and keep the clone (default: a temporary one)")
+    parser.add_argument(
+        "--resume", type=Path, metavar="DIR", help="an earlier --workdir: run the points it lacks"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-    if args.workdir is not None:
+    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    if args.resume is not None:
+        earlier = results.get("study_cost", {})
+        points = {n: {"rev": earlier.get("rev"), **p} for n, p in earlier.get("points", {}).items()}
+        result = measure(args.resume, points)
+    elif args.workdir is not None:
         args.workdir.mkdir(parents=True)
-        result = measure(args.workdir)
+        result = measure(args.workdir, {})
     else:
         with tempfile.TemporaryDirectory(prefix="study-cost-") as tmp:
-            result = measure(Path(tmp))
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+            result = measure(Path(tmp), {})
     results["study_cost"] = result
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     log.info("ratios: %s", result["ratios"])
