@@ -13,11 +13,14 @@ de-quantised model cache as it is), DVC experiments are queued and run one at a 
    changes what a single variant's stage-2 training reads;
 4. map cell e0.4-s3, a second full cell (the data and base models restored);
 5. point 1 with the simulated TA (``ta.backend: simulated``, AUC 0.7 for both sides);
-6. point 5 at another teacher-side AUC: a ta.* point on the axis the TA-quality study sweeps.
+6. point 5 at another teacher-side AUC: a ta.* point on the axis the TA-quality study sweeps;
+7. point 1 with ``signals.selection: calibrated``: the default run, kept from the old code path
+   on this machine kind in fp32 (reports/studies/reference/default-avx2-fp32).
 
 Per point: its wall time (queue completion to completion), which stages ran, which were
-restored (DVC's own output, `dvc queue logs`), and for the two map cells, per variant, how
-many test items' correctness differs from the kept cell's. Written under "study_cost" in
+restored (DVC's own output, `dvc queue logs`), and for the points kept from before (the two
+map cells, run in bf16 on an avx512_bf16 machine; the default run, in fp32 on an AVX2 one),
+per variant, how many test items' correctness differs from the kept run's. Written under "study_cost" in
 ``--out``; the cost ratios are points 2, 3 and 6 against point 1. ``--resume`` runs, in an
 earlier run's clone brought to this HEAD, the points that clone lacks, and keeps the earlier
 points' figures (each point records the commit it ran).
@@ -45,6 +48,12 @@ from taloop.studies.sources import ExperimentCell
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks/results.json"
 MAP_CELLS = ("e0.2-s0", "e0.4-s3")
+# Points run before on the old code path (a whole pipeline per copy of the checkout), kept.
+KEPT_RUNS = {
+    "map-e0.2-s0": "map/e0.2-s0",
+    "map-e0.4-s3": "map/e0.4-s3",
+    "cost-calibrated": "reference/default-avx2-fp32",
+}
 # A measure other than the one calibration chose at e0.2-s0 (contrastive), so the point's
 # ta_loop weights do change.
 TA_POINT = {"ta.scorer": "min_logprob"}
@@ -67,6 +76,10 @@ def _points() -> list[tuple[spec.Cell, str]]:
         (by_name[MAP_CELLS[1]], base.experiment),
         (sim, base.experiment),
         (spec.Cell("cost", "simulated-point", {**base.params, **SIMULATED_POINT}), sim.experiment),
+        (
+            spec.Cell("cost", "calibrated", {**base.params, "signals.selection": "calibrated"}),
+            base.experiment,
+        ),
     ]
 
 
@@ -75,8 +88,8 @@ def _correct(rows: list[dict[str, Any]]) -> dict[str, bool]:
 
 
 def item_differences(repo: Path, cell: spec.Cell, sha: str) -> dict[str, Any]:
-    """Per variant: test items whose correctness differs from the kept cell's, and both accuracies."""
-    kept = REPO / spec.KEPT_DIR / "map" / cell.name
+    """Per variant: test items whose correctness differs from the kept run's, and both accuracies."""
+    kept = REPO / spec.KEPT_DIR / KEPT_RUNS[cell.experiment]
     new = ExperimentCell(cell.experiment, repo, sha)
     out = {}
     for variant in [cell.params["baseline"], *cell.params["compare"]]:
@@ -131,7 +144,7 @@ def measure(workdir: Path, earlier: dict[str, Any]) -> dict[str, Any]:
             "restored": sorted(s for s, how in outcomes.items() if how == "restored"),
             "unchanged": sorted(s for s, how in outcomes.items() if how == "unchanged"),
         }
-        if cell.study == "map" and cell.experiment in shas:
+        if cell.experiment in KEPT_RUNS and cell.experiment in shas:
             cells[cell.experiment]["vs_kept_cell"] = item_differences(repo, cell, shas[cell.experiment])
     full = cells[points[0][0].experiment]["seconds"]
     ratio = {
