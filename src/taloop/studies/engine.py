@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -60,6 +61,19 @@ def experiments(repo: Path, all_commits: bool = False) -> dict[str, str]:
             if sha:
                 out[name] = sha
     return out
+
+
+def start_workers(repo: Path, jobs: int) -> None:
+    """`dvc queue start -j jobs`. Its workers are daemons that inherit the command's output:
+    read through a pipe, the call would not return before the queue is empty, so the output
+    goes to a file."""
+    with tempfile.TemporaryFile(mode="w+") as out:
+        done = subprocess.run(
+            ["dvc", "queue", "start", "-j", str(jobs)], cwd=repo, stdout=out, stderr=out, check=False
+        )
+        if done.returncode != 0:
+            out.seek(0)
+            raise spec.StudyError(f"dvc queue start -j {jobs} failed:\n{out.read().strip()}")
 
 
 @dataclass(frozen=True)
@@ -108,7 +122,7 @@ def queue_cells(repo: Path, cells: Sequence[spec.Cell]) -> dict[str, str]:
 def work_queue(repo: Path, tasks: dict[str, str], jobs: int) -> dict[str, Finished]:
     """``dvc queue start -j jobs``, then wait until every task in ``tasks`` (experiment name ->
     task id) has finished; a worker that went idle while tasks wait is started again."""
-    _dvc(repo, "queue", "start", "-j", str(jobs))
+    start_workers(repo, jobs)
     start = last = time.monotonic()
     finished: dict[str, Finished] = {}
     missing = dict.fromkeys(tasks, 0)
@@ -134,7 +148,7 @@ def work_queue(repo: Path, tasks: dict[str, str], jobs: int) -> dict[str, Finish
             stalled = stalled + 1 if waiting and active == 0 else 0
             if stalled > PATIENCE:
                 log.warning("no queue worker running while cells wait: starting the queue again")
-                _dvc(repo, "queue", "start", "-j", str(jobs))
+                start_workers(repo, jobs)
                 stalled = 0
     return finished
 
