@@ -144,8 +144,9 @@ def work_queue(repo: Path, tasks: dict[str, str], jobs: int) -> dict[str, Finish
                     last = now
                     bar.update()
                     log.info("%s: %s (%.0f s)", name, status[task].lower(), finished[name].seconds)
-            waiting = any(status.get(t) == "Queued" for n, t in tasks.items() if n not in finished)
-            stalled = stalled + 1 if waiting and active == 0 else 0
+            left = [status.get(t) for n, t in tasks.items() if n not in finished]
+            idle = "Queued" in left and "Running" not in left and active == 0
+            stalled = stalled + 1 if idle else 0
             if stalled > PATIENCE:
                 log.warning("no queue worker running while cells wait: starting the queue again")
                 start_workers(repo, jobs)
