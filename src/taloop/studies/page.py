@@ -129,7 +129,8 @@ def _section(title: str, figures: list[str], markdown: Path) -> str:
 
 def _effect_size_section(title: str, result: dict[str, Any], markdown: Path, map_expected: bool) -> str:
     rows = result.get("error_rate_map", [])
-    figures = [map_figure(rows)] if len(rows) > 1 else []
+    # studies that include the map's cells (budget, active) leave its figure to the map's section
+    figures = [map_figure(rows)] if map_expected and len(rows) > 1 else []
     curve = result.get("budget_curve")
     if curve and any(len(points) > 1 for points in curve["curves"].values()):
         figures.append(budget_figure(curve))
