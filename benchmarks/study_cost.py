@@ -44,6 +44,7 @@ from taloop.io import read_jsonl
 from taloop.manifest import numerics
 from taloop.studies import engine, spec
 from taloop.studies.sources import ExperimentCell
+from taloop.studies.sources import read_jsonl as read_cell_jsonl
 
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "benchmarks/results.json"
@@ -95,8 +96,7 @@ def item_differences(repo: Path, cell: spec.Cell, sha: str) -> dict[str, Any]:
     for variant in [cell.params["baseline"], *cell.params["compare"]]:
         path = f"data/predictions/{variant}.jsonl"
         old_items = _correct(read_jsonl(kept / path))
-        text = new.text(path) or ""
-        new_items = _correct([json.loads(line) for line in text.splitlines() if line.strip()])
+        new_items = _correct(read_cell_jsonl(new, path))
         if old_items.keys() != new_items.keys():
             raise RuntimeError(f"{cell.name} {variant}: the test items differ from the kept cell's")
         differ = sorted(i for i in old_items if old_items[i] != new_items[i])

@@ -12,6 +12,7 @@ from typing import Any
 
 from taloop.config import Params
 from taloop.generation import complete, task_answered
+from taloop.io import read_jsonl
 from taloop.signals import self_consistency
 from taloop.tasks.base import Example, Task
 from taloop.tasks.prompts import render
@@ -98,3 +99,8 @@ def sample_students(
         all_ids = list(dict.fromkeys(r["id"] for r in scope["all"]))
         students["base_"] = student_outputs(params, student_dir, None, [examples[i] for i in all_ids], tasks)
     return students
+
+
+def read_outputs(path: Path) -> dict[str, dict[str, Any]]:
+    """sample_student's file at ``path`` as :func:`sample_students` returns one prefix: id -> columns."""
+    return {r.pop("id"): r for r in read_jsonl(path)}

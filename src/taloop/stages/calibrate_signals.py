@@ -9,9 +9,9 @@ import logging
 from taloop import data, logs, paths
 from taloop.calibration import decide
 from taloop.config import load_params
-from taloop.io import read_json, read_jsonl, write_json, write_jsonl
+from taloop.io import read_json, write_json, write_jsonl
 from taloop.profiling import phase
-from taloop.sampling import calibration_limit, calibration_questions
+from taloop.sampling import calibration_limit, calibration_questions, read_outputs
 from taloop.scoring import score
 from taloop.stages._run import run
 from taloop.teachers.budget import Ledger
@@ -37,7 +37,7 @@ def main() -> None:
         result, teacher_metrics = collect_or_exit(
             "calibrate_signals", params, planned, teacher, cache, tasks, Ledger(len(planned), usd_cap)
         )
-    students = {"": {r.pop("id"): r for r in read_jsonl(paths.SAMPLES_CALIBRATION)}}
+    students = {"": read_outputs(paths.SAMPLES_CALIBRATION)}
     rows = score(params, paths.BASE_TA, {"stage2": result.rows}, {ex.id: ex for ex in val}, students)
     tokens = {(r["id"], r["sample"]): r["output_tokens"] for r in result.rows}
     rows = [{**r, "teacher_tokens": tokens[(r["id"], r["sample"])]} for r in rows]

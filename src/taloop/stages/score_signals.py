@@ -10,6 +10,7 @@ from taloop import data, logs, paths
 from taloop.config import load_params
 from taloop.io import read_json, read_jsonl, write_json, write_jsonl
 from taloop.profiling import phase
+from taloop.sampling import read_outputs
 from taloop.schedule import split_warmup
 from taloop.scoring import score, signal_metrics, ta_measure_name
 from taloop.stages._run import run
@@ -27,8 +28,8 @@ def main() -> None:
         scope["all"] = responses
     examples = {ex.id: ex for ex in data.examples("train")}
     students = {
-        "": {r.pop("id"): r for r in read_jsonl(paths.SAMPLES_STAGE2)},
-        "base_": {r.pop("id"): r for r in read_jsonl(paths.SAMPLES_BASE)},
+        "": read_outputs(paths.SAMPLES_STAGE2),
+        "base_": read_outputs(paths.SAMPLES_BASE),
     }
     # acquire scored the student's outputs on the questions it bought with the same TA
     sampled = {r["id"]: r for r in read_jsonl(paths.ACQUISITION_SCORES)}

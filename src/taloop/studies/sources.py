@@ -46,25 +46,23 @@ class ExperimentCell:
         return self._fs.read_text(path) if self._fs.isfile(path) else None
 
 
+def _text(cell: CellFiles, path: str) -> str:
+    text = cell.text(path)
+    if text is None:
+        raise FileNotFoundError(f"study cell {cell.name}: no {path}")
+    return text
+
+
 def _json(cell: CellFiles, path: str) -> Any:
-    text = cell.text(path)
-    if text is None:
-        raise FileNotFoundError(f"study cell {cell.name}: no {path}")
-    return json.loads(text)
+    return json.loads(_text(cell, path))
 
 
-def _jsonl(cell: CellFiles, path: str) -> list[dict[str, Any]]:
-    text = cell.text(path)
-    if text is None:
-        raise FileNotFoundError(f"study cell {cell.name}: no {path}")
-    return [json.loads(line) for line in text.splitlines() if line.strip()]
+def read_jsonl(cell: CellFiles, path: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in _text(cell, path).splitlines() if line.strip()]
 
 
 def params(cell: CellFiles) -> dict[str, Any]:
-    text = cell.text("params.yaml")
-    if text is None:
-        raise FileNotFoundError(f"study cell {cell.name}: no params.yaml")
-    return yaml.safe_load(text)
+    return yaml.safe_load(_text(cell, "params.yaml"))
 
 
 def load_run(cell: CellFiles) -> dict[str, Any]:
@@ -76,7 +74,7 @@ def load_run(cell: CellFiles) -> dict[str, Any]:
     variants = [p["baseline"], *p["compare"]]
     correct = {}
     for v in variants:
-        rows = sorted(_jsonl(cell, f"data/predictions/{v}.jsonl"), key=lambda r: r["id"])
+        rows = sorted(read_jsonl(cell, f"data/predictions/{v}.jsonl"), key=lambda r: r["id"])
         correct[v] = np.array([r["correct"] for r in rows], dtype=float)
         tasks = np.array([r["task"] for r in rows])
         ids = np.array([r["id"] for r in rows])
