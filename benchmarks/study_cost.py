@@ -2,6 +2,7 @@
 
     python benchmarks/study_cost.py [--workdir DIR] [--out benchmarks/results.json]
     python benchmarks/study_cost.py --resume DIR    # pull HEAD into DIR's clone, run the points it lacks
+    python benchmarks/study_cost.py --points cost-ta-point,cost-simulated-point   # point 1 and these
 
 In a fresh clone of this checkout's HEAD (empty DVC cache, empty teacher cache; the machine's
 de-quantised model cache as it is), DVC experiments are queued and run one at a time with
@@ -36,6 +37,7 @@ import platform
 import subprocess
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -110,9 +112,9 @@ def item_differences(repo: Path, cell: spec.Cell, sha: str) -> dict[str, Any]:
     return out
 
 
-def measure(workdir: Path, earlier: dict[str, Any]) -> dict[str, Any]:
+def measure(workdir: Path, earlier: dict[str, Any], only: set[str] | None = None) -> dict[str, Any]:
     """Run the points the clone in ``workdir`` lacks (cloning it first when there is none);
-    ``earlier``: the figures of the points it ran before."""
+    ``earlier``: the figures of the points it ran before; ``only``: point 1 and these."""
     repo = workdir / "repo"
     if repo.is_dir():
         subprocess.run(["git", "pull", "-q", "--ff-only"], cwd=repo, check=True)
@@ -124,6 +126,11 @@ def measure(workdir: Path, earlier: dict[str, Any]) -> dict[str, Any]:
         ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True
     ).stdout.strip()
     points = _points()
+    if only is not None:
+        unknown = only - {cell.experiment for cell, _ in points}
+        if unknown:
+            raise SystemExit(f"--points: no such point {sorted(unknown)}")
+        points = [p for i, p in enumerate(points) if i == 0 or p[0].experiment in only]
     params = {cell.experiment: cell.params for cell, _ in points}
     todo = [cell for cell, _ in points if cell.experiment not in earlier]
     finished = engine.work_queue(repo, engine.queue_cells(repo, todo), jobs=1) if todo else {}
@@ -151,8 +158,11 @@ def measure(workdir: Path, earlier: dict[str, Any]) -> dict[str, Any]:
         "ta_point_over_full_cell": "cost-ta-point",
         "variant_point_over_full_cell": "cost-variant-point",
         "simulated_ta_point_over_full_cell": "cost-simulated-point",
+        "simulated_ta_base_over_full_cell": "cost-simulated-base",
     }
     return {
+        "rev": rev,
+        "finished": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "cores": os.cpu_count(),
@@ -174,20 +184,24 @@ def main() -> None:
     parser.add_argument(
         "--resume", type=Path, metavar="DIR", help="an earlier --workdir: run the points it lacks"
     )
+    parser.add_argument(
+        "--points", type=lambda s: set(s.split(",")), help="point 1 and these (experiment names)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    runs: list[dict[str, Any]] = results.get("study_cost", {}).get("runs", [])
     if args.resume is not None:
-        earlier = results.get("study_cost", {})
-        points = {n: {"rev": earlier.get("rev"), **p} for n, p in earlier.get("points", {}).items()}
-        result = measure(args.resume, points)
+        last = runs.pop() if runs else {}
+        points = {n: {"rev": last.get("rev"), **p} for n, p in last.get("points", {}).items()}
+        result = measure(args.resume, points, args.points)
     elif args.workdir is not None:
         args.workdir.mkdir(parents=True)
-        result = measure(args.workdir, {})
+        result = measure(args.workdir, {}, args.points)
     else:
         with tempfile.TemporaryDirectory(prefix="study-cost-") as tmp:
-            result = measure(Path(tmp), {})
-    results["study_cost"] = result
+            result = measure(Path(tmp), {}, args.points)
+    results["study_cost"] = {"runs": [*runs, result]}
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     log.info("ratios: %s", result["ratios"])
     sys.exit(0 if all(p["status"] == "Success" for p in result["points"].values()) else 1)
