@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from taloop.calibrated import fit
 from taloop.config import TA_MEASURES, ConfigError, Params, VariantSpec
 from taloop.metrics import grouped_flag_auc
 from taloop.scoring import ta_measure_name
@@ -166,12 +167,14 @@ def signal_plan(
         params.ta.scorer == "auto"
         or params.stage2.combine == "auto"
         or params.signals.selection == "calibrated"
+        or params.stage2.weighting == "calibrated"
     )
     if needs and calibration is None:
         raise ConfigError([(
             "ta.scorer",
             "auto/calibrated settings need calibrate_signals' choices (metrics/calibration.json); "
-            "run that stage or set ta.scorer, stage2.combine and signals.selection explicitly",
+            "run that stage or set ta.scorer, stage2.combine, stage2.weighting and signals.selection "
+            "explicitly",
         )])  # fmt: skip
     chosen = (calibration or {}).get("chosen", {})
     measure = ta_measure_name(params, calibration)
@@ -179,6 +182,8 @@ def signal_plan(
         signs = {s: chosen["signs"][s] for s in variant.signals if chosen["signs"][s]}
     else:
         signs = dict.fromkeys(variant.signals, 1)
+    if params.stage2.weighting == "calibrated":
+        return calibrated_plan(params, variant, rows, measure, signs), {}
     shares: dict[str, float] = {}
     if params.stage2.combine == "auto":
         combine, shares = choose_combine(rows, params, measure, signs)
@@ -187,3 +192,29 @@ def signal_plan(
     if "ta_teacher" not in signs:
         combine = "mean"  # without teacher trust there is nothing to gate: record what is applied
     return SignalPlan(measure=measure, signs=signs, combine=combine), shares
+
+
+def calibrated_plan(
+    params: Params, variant: VariantSpec, rows: Sequence[dict[str, Any]], measure: str, signs: dict[str, int]
+) -> SignalPlan:
+    """Calibrated weighting: the chance that the teacher's reply is right from the TA's
+    confidence in it, and that the student gets the question wrong from its student signals,
+    fitted on the validation ``rows`` over the signals ``signs`` keeps (a signal the
+    validation gate left out has no slope; the fit finds each kept signal's direction)."""
+    if variant.schedule != "two_stage":
+        raise ConfigError([(
+            "stage2.weighting",
+            "calibrated weighting is fitted on the warmed-up student's validation outputs; a one-stage "
+            "variant's signals come from the base student: use rank weighting for it",
+        )])  # fmt: skip
+    student = [signal_column(s, measure) for s in ALL_SIGNALS if s != "ta_teacher" and s in signs]
+    return SignalPlan(
+        measure=measure,
+        signs=signs,
+        weighting="calibrated",
+        p_right=fit(rows, "teacher_correct", [signal_column("ta_teacher", measure)])
+        if "ta_teacher" in signs
+        else None,
+        p_need=fit(rows, "student_correct", student, positive=False) if student else None,
+        need_gain=params.stage2.need_gain,
+    )

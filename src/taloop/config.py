@@ -304,8 +304,22 @@ class Stage2Config(TrainingConfig):
     )
     combine: Literal["auto", "mean", "gate"] = Field(
         "auto",
-        description="mean: average the signals' usefulness; gate: teacher trust multiplies the "
-        "student-derived usefulness; auto: chosen by calibrate_signals on the validation split",
+        description="rank weighting: mean averages the signals' usefulness; gate: teacher trust multiplies "
+        "the student-derived usefulness; auto: chosen by calibrate_signals on the validation split",
+    )
+    weighting: Literal["rank", "calibrated"] = Field(
+        "rank",
+        description="rank: within-task ranks (the paper's); calibrated: probabilities fitted on the "
+        "validation rows that the teacher's reply is right and the student needs the question",
+    )
+    need_gain: float = Field(
+        1.0,
+        ge=0,
+        description="calibrated: a question the student surely gets wrong weighs 1 + this "
+        "times one it surely gets right",
+    )
+    weight_cap: float = Field(
+        3.0, ge=1, description="calibrated weight mode: largest weight (after mean-1 scaling per task)"
     )
 
 

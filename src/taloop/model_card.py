@@ -22,6 +22,13 @@ from taloop.models import ORIGIN_FILE
 CARD = "README.md"
 
 
+def combination_label(plan: dict[str, Any]) -> str:
+    """How a recorded signal plan (plan_stage2's ``signal_plan``) combined its signals."""
+    if plan.get("weighting", "rank") == "calibrated":  # plans recorded before weighting existed: rank
+        return f"calibrated probabilities, need gain {plan['need_gain']:g}"
+    return plan["combine"]
+
+
 @dataclass(frozen=True)
 class CardFacts:
     """What a card says; ``evaluation`` is None until the adapter has been evaluated."""
@@ -95,7 +102,7 @@ def _rows(facts: CardFacts) -> list[tuple[str, str]]:
     plan = training.get("signal_plan")
     signals = (
         (f"TA {plan['ta']}, measure" if "ta" in plan else "TA measure")
-        + f" {plan['measure']}, signs {plan['signs']}, combined by {plan['combine']}"
+        + f" {plan['measure']}, signs {plan['signs']}, combined by {combination_label(plan)}"
         if plan
         else "none (every reply weighted equally)"
     )

@@ -160,8 +160,16 @@ def plan_record(
             "ta": ta,
             "measure": how.measure,
             "signs": how.signs,
-            "combine": how.combine,
-            "validation_wrong_loss_share_by_combine": shares,
+            "weighting": how.weighting,
+            **(
+                {"combine": how.combine, "validation_wrong_loss_share_by_combine": shares}
+                if how.weighting == "rank"
+                else {
+                    "need_gain": how.need_gain,
+                    "p_right": how.p_right.describe() if how.p_right else None,
+                    "p_need": how.p_need.describe() if how.p_need else None,
+                }
+            ),
         },
         **asdict(plan),
     }

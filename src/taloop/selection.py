@@ -12,6 +12,10 @@ Combination (``combine``): ``mean`` averages all usefulness parts; ``gate`` mult
 mean of the student-derived parts by teacher trust, so a distrusted reply stays
 down-weighted whatever the student's doubt (averaging a perfect trust signal with two noisy
 ones would leave wrong replies most of their weight).
+
+That is ``stage2.weighting: rank``, the paper's. ``calibrated`` takes its usefulness from
+probabilities fitted on the validation rows instead (:mod:`taloop.calibrated`), with no floor
+but a cap.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from taloop import calibrated
 from taloop.config import Stage2Config, VariantSpec
 
 STUDENT_SIGNALS = ("self_consistency", "ta_student")
@@ -30,11 +35,18 @@ STUDENT_SIGNALS = ("self_consistency", "ta_student")
 @dataclass(frozen=True)
 class SignalPlan:
     """How a variant's signals become usefulness: which TA measure's columns, each signal's
-    sign (+1 as named, -1 reversed; a signal left out has no entry), and the combination."""
+    sign (+1 as named, -1 reversed; a signal left out has no entry), and the combination.
+    Calibrated weighting: instead of signs and combination, the fitted chance that the
+    teacher's reply is right (None: no teacher-trust signal) and that the student needs the
+    question (None: no student signal), and the weight of need."""
 
     measure: str
     signs: dict[str, int] = field(default_factory=dict)
     combine: Literal["mean", "gate"] = "mean"
+    weighting: Literal["rank", "calibrated"] = "rank"
+    p_right: calibrated.Calibrated | None = None
+    p_need: calibrated.Calibrated | None = None
+    need_gain: float = 0.0
 
     def __post_init__(self) -> None:
         # Usefulness reads any sign but +1 as reversed: a 0 must not pass for -1.
@@ -92,9 +104,17 @@ def _part(
 
 
 def usefulness(rows: Sequence[dict[str, Any]], plan: SignalPlan, prefix: str = "") -> np.ndarray:
-    """Each row's usefulness in [0, 1] from the plan's signals (all rows need a ``task``)."""
+    """Each row's usefulness (rank: in [0, 1]) from the plan's signals (all rows need a ``task``)."""
     if not plan.signs:
         raise ValueError("usefulness needs at least one signal")
+    if plan.weighting == "calibrated":
+        if prefix:
+            raise ValueError(
+                "calibrated weighting is fitted on the warmed-up student's outputs, not the base student's"
+            )
+        p_right = plan.p_right.predict(rows) if plan.p_right else np.ones(len(rows))
+        p_need = plan.p_need.predict(rows) if plan.p_need else np.zeros(len(rows))
+        return calibrated.usefulness(p_right, p_need, plan.need_gain)
     tasks = np.asarray([r["task"] for r in rows])
     parts = {s: _part(rows, s, plan, prefix, tasks) for s in plan.signs}
     student = [parts[s] for s in STUDENT_SIGNALS if s in parts]
@@ -104,12 +124,14 @@ def usefulness(rows: Sequence[dict[str, Any]], plan: SignalPlan, prefix: str = "
     return np.mean(list(parts.values()), axis=0)
 
 
-def _per_task_weights(useful: np.ndarray, cfg: Stage2Config) -> np.ndarray:
+def _per_task_weights(useful: np.ndarray, cfg: Stage2Config, weighting: str) -> np.ndarray:
     if cfg.mode == "filter":
         keep = max(1, round(cfg.keep_fraction * useful.size))
         weights = np.zeros(useful.size)
         weights[np.argsort(-useful, kind="stable")[:keep]] = 1.0
         return weights
+    if weighting == "calibrated":
+        return calibrated.capped_mean_one(useful, cfg.weight_cap)
     if useful.mean() <= 0:
         return np.ones(useful.size)
     weights = np.maximum(useful / useful.mean(), cfg.weight_floor)
@@ -135,7 +157,7 @@ def example_weights(
     weights = np.empty(n)
     for task in np.unique(tasks):
         members = tasks == task
-        weights[members] = _per_task_weights(useful[members], cfg)
+        weights[members] = _per_task_weights(useful[members], cfg, plan.weighting)
     return weights
 
 

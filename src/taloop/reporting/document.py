@@ -12,6 +12,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
+from taloop.model_card import combination_label
 from taloop.reporting.verdict import pct
 
 FIGURES = {
@@ -212,9 +213,8 @@ def stage2_table(stage2: Mapping[str, Mapping[str, Any]]) -> str:
     rows = []
     for name, m in stage2.items():
         plan = m["signal_plan"]
-        how = "none" if plan is None else (
-            f"{plan['combine']} of {', '.join(f'{s} ({v:+d})' for s, v in plan['signs'].items()) or 'none'}"
-        )  # fmt: skip
+        signs = "none" if plan is None else ", ".join(f"{s} ({v:+d})" for s, v in plan["signs"].items())
+        how = "none" if plan is None else f"{combination_label(plan)} of {signs or 'none'}"
         rows.append([
             name, how, f"{m['steps']:.0f} / {m['optimizer_steps_total']}", m["examples_trained"],
             f"{m['train_tokens']:.0f}",
