@@ -1,6 +1,7 @@
 """A study end to end on the tiny profile: 2 values of a ta.* param x 2 seeds, queued with
 `dvc exp run --queue` and run with `dvc queue start` (taloop study run), once with one job
-and once with two in a fresh copy; DVC's own output says which stages ran."""
+and once with two in a fresh copy, keeping each cell in git as it finishes; DVC's own output
+says which stages ran."""
 
 from __future__ import annotations
 
@@ -48,16 +49,21 @@ def one_job(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def two_jobs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = _study_repo(tmp_path_factory.mktemp("study2") / "repo")
-    run(repo, "taloop", "study", "run", "tiny", "-j", "2")
+    run(repo, "taloop", "study", "run", "tiny", "-j", "2", "--keep")
     return repo
 
 
+def _experiments(repo: Path) -> dict[str, str]:
+    # every commit's: keeping a cell commits, so HEAD moves on from the cells' baseline
+    return engine.experiments(repo, all_commits=True)
+
+
 def _outcomes(repo: Path) -> dict[str, dict[str, str]]:
-    return {name: engine.stage_outcomes(engine.cell_log(repo, name)) for name in engine.experiments(repo)}
+    return {name: engine.stage_outcomes(engine.cell_log(repo, name)) for name in _experiments(repo)}
 
 
 def _metric(repo: Path, experiment: str, path: str) -> dict:
-    text = ExperimentCell(experiment, repo, engine.experiments(repo)[experiment]).text(path)
+    text = ExperimentCell(experiment, repo, _experiments(repo)[experiment]).text(path)
     assert text is not None, f"{experiment}: no {path}"
     return json.loads(text)
 
@@ -100,15 +106,34 @@ def _bought(repo: Path) -> int:
 
 
 @pytest.mark.slow
+def test_each_kept_cell_is_committed_as_it_finishes_and_counts_as_run(two_jobs: Path) -> None:
+    log = run(two_jobs, "git", "log", "--format=%s").stdout.splitlines()
+    kept = [line for line in log if line.startswith("study tiny: cell ")]
+    assert len(kept) == 4, log  # one commit per cell
+    assert run(two_jobs, "git", "status", "--porcelain", "reports/studies/tiny").stdout == ""
+    for name in _experiments(two_jobs):
+        folder = two_jobs / "reports/studies/tiny" / name.removeprefix("tiny-")
+        for path in ("metrics/eval/ta_loop.json", "metrics/calibration.json"):
+            assert json.loads((folder / path).read_text()) == _metric(two_jobs, name, path), (name, path)
+        assert (folder / "data/predictions/ta_loop.jsonl").is_file()
+        assert not (folder / "metrics/plots").exists()
+    # from the new HEAD no experiment is "from this commit": the kept folders are what says run
+    assert engine.experiments(two_jobs) == {}
+    again = run(two_jobs, "taloop", "study", "run", "tiny", "--dry-run")
+    assert "4 already run from this commit or kept, 0 in the queue, 0 to run" in again.stdout + again.stderr
+    assert json.loads((two_jobs / "reports/studies/tiny.json").read_text())["note"].startswith("4 cells")
+
+
+@pytest.mark.slow
 def test_two_jobs_buy_no_reply_twice_and_give_the_one_job_metrics(one_job: Path, two_jobs: Path) -> None:
     for repo in (one_job, two_jobs):
         assert _bought(repo) == len(ReplyCache(repo / ".taloop-cache")) > 0
     # every experiment is whole: applied to the workspace, its lock, params and cached outputs agree
-    for name in sorted(engine.experiments(two_jobs)):
+    for name in sorted(_experiments(two_jobs)):
         run(two_jobs, "dvc", "exp", "apply", name)
         assert run(two_jobs, "dvc", "status").stdout.strip().endswith("Data and pipelines are up to date.")
-    assert sorted(engine.experiments(two_jobs)) == sorted(engine.experiments(one_job))
-    for name in engine.experiments(one_job):
+    assert sorted(_experiments(two_jobs)) == sorted(_experiments(one_job)) and len(_experiments(one_job)) == 4
+    for name in _experiments(one_job):
         for path in ("metrics/eval/ft.json", "metrics/eval/ta_loop.json", "metrics/signals.json"):
             assert _metric(two_jobs, name, path) == _metric(one_job, name, path), (name, path)
 

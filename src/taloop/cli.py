@@ -56,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     study_run.add_argument("--dry-run", action="store_true", help="only list the cells that would be queued")
     study_run.add_argument("--cells", nargs="+", default=(), metavar="CELL", help="only these cells")
+    study_run.add_argument(
+        "--keep",
+        action="store_true",
+        help="copy each finished cell's params, metrics and predictions into reports/studies/<name>/<cell>/ "
+        "and commit them as it finishes",
+    )
     study_report = study_sub.add_parser("report", help="aggregate into reports/studies/<name>.{json,md}")
     study_report.add_argument("name")
     study_report.add_argument(
@@ -102,7 +108,9 @@ def _study(args: argparse.Namespace) -> None:
         for name in studies_spec.available():
             sys.stdout.write(f"{name}: {studies_spec.load(name).description}\n")
     elif args.study_command == "run":
-        studies_engine.run(args.name, jobs=args.jobs, dry_run=args.dry_run, only=args.cells)
+        studies_engine.run(
+            args.name, jobs=args.jobs, dry_run=args.dry_run, only=args.cells, keep_cells=args.keep
+        )
         if not args.dry_run:
             studies_engine.report(args.name)
     else:

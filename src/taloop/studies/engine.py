@@ -21,7 +21,7 @@ import re
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ import yaml
 from tqdm import tqdm
 
 from taloop.profiles import flatten
-from taloop.studies import aggregate, headroom, page, spec
+from taloop.studies import aggregate, headroom, keep, page, spec
 from taloop.studies.sources import CellFiles, ExperimentCell, KeptCell, headroom_cell, load_run
 
 log = logging.getLogger(__name__)
@@ -119,9 +119,12 @@ def queue_cells(repo: Path, cells: Sequence[spec.Cell]) -> dict[str, str]:
     return new
 
 
-def work_queue(repo: Path, tasks: dict[str, str], jobs: int) -> dict[str, Finished]:
+def work_queue(
+    repo: Path, tasks: dict[str, str], jobs: int, on_finished: Callable[[str, Finished], None] | None = None
+) -> dict[str, Finished]:
     """``dvc queue start -j jobs``, then wait until every task in ``tasks`` (experiment name ->
-    task id) has finished; a worker that went idle while tasks wait is started again."""
+    task id) has finished, calling ``on_finished`` with each as it does; a worker that went
+    idle while tasks wait is started again."""
     start_workers(repo, jobs)
     start = last = time.monotonic()
     finished: dict[str, Finished] = {}
@@ -144,6 +147,8 @@ def work_queue(repo: Path, tasks: dict[str, str], jobs: int) -> dict[str, Finish
                     last = now
                     bar.update()
                     log.info("%s: %s (%.0f s)", name, status[task].lower(), finished[name].seconds)
+                    if on_finished is not None:
+                        on_finished(name, finished[name])
             left = [status.get(t) for n, t in tasks.items() if n not in finished]
             idle = "Queued" in left and "Running" not in left and active == 0
             stalled = stalled + 1 if idle else 0
@@ -155,10 +160,16 @@ def work_queue(repo: Path, tasks: dict[str, str], jobs: int) -> dict[str, Finish
 
 
 def run(
-    name: str, repo: Path = Path(), jobs: int = 1, dry_run: bool = False, only: Iterable[str] = ()
+    name: str,
+    repo: Path = Path(),
+    jobs: int = 1,
+    dry_run: bool = False,
+    only: Iterable[str] = (),
+    keep_cells: bool = False,
 ) -> dict[str, Finished]:
-    """Queue and run the cells of study ``name`` not yet run from this commit; cells already
-    waiting in the queue (an interrupted run) are followed, not queued again."""
+    """Queue and run the cells of study ``name`` not yet run from this commit nor kept; cells
+    already waiting in the queue (an interrupted run) are followed, not queued again.
+    ``keep_cells``: each cell that succeeds is kept in git as it finishes (:mod:`keep`)."""
     study = spec.load(name, repo)
     wanted = set(only)
     cells = [c for c in spec.cells(study) if not wanted or c.name in wanted]
@@ -166,11 +177,11 @@ def run(
         raise spec.StudyError(
             f"study {name}: no cell named {', '.join(sorted(wanted - {c.name for c in cells}))}"
         )
-    done = experiments(repo)
+    done = experiments(repo) | {c.experiment: "kept" for c in cells if keep.is_kept(repo, c)}
     pending = {t.name: t.id for t in queue_tasks(repo)[0] if t.status in ("Queued", "Running")}
     todo = [c for c in cells if c.experiment not in done and c.experiment not in pending]
     followed = {c.experiment: pending[c.experiment] for c in cells if c.experiment in pending}
-    log.info("study %s: %d cells, %d already run from this commit, %d in the queue, %d to run", name,
+    log.info("study %s: %d cells, %d already run from this commit or kept, %d in the queue, %d to run", name,
              len(cells), len(cells) - len(todo) - len(followed), len(followed), len(todo))  # fmt: skip
     if dry_run:
         for cell in todo:
@@ -178,6 +189,12 @@ def run(
                 "%s: dvc exp run --queue -n %s %s", cell.name, cell.experiment, " ".join(cell.set_args())
             )
         return {}
+    by_experiment = {c.experiment: c for c in cells}
+
+    def kept(experiment: str, done: Finished) -> None:
+        if done.status == "Success":
+            keep.keep(repo, by_experiment[experiment], experiments(repo, all_commits=True)[experiment])
+
     finished: dict[str, Finished] = {}
     # Alone first when cells run side by side (see the module docstring), unless some are
     # already queued: then everything goes together.
@@ -187,7 +204,7 @@ def run(
         if i == 0:
             tasks |= followed
         if tasks:
-            finished |= work_queue(repo, tasks, jobs)
+            finished |= work_queue(repo, tasks, jobs, kept if keep_cells else None)
         failed = [n for n, f in finished.items() if f.status != "Success"]
         if failed:
             raise spec.StudyError(
