@@ -30,8 +30,8 @@ import yaml
 from tqdm import tqdm
 
 from taloop.profiles import flatten
-from taloop.studies import aggregate, headroom, keep, page, spec
-from taloop.studies.sources import CellFiles, ExperimentCell, KeptCell, headroom_cell, load_run
+from taloop.studies import aggregate, headroom, keep, page, spec, ta_quality
+from taloop.studies.sources import CellFiles, ExperimentCell, KeptCell, headroom_cell, load_run, read_json
 
 log = logging.getLogger(__name__)
 POLL_S = 2.0
@@ -276,6 +276,11 @@ def aggregate_study(name: str, cells: Sequence[CellFiles], repo: Path = Path()) 
         note = _note(len(cells) - from_experiments + len(kept), from_experiments)
         summary = {**headroom.summarise([*legacy, *pipeline.values()]), "note": note}
         return summary, headroom.markdown(summary)
+    if study.report == "ta_quality":
+        runs = [load_run(c) | {"calibration": read_json(c, "metrics/calibration.json")} for c in cells]
+        note = _note(len(cells) - from_experiments, from_experiments)
+        summary = {**ta_quality.summarise(runs, study.arms), "note": note}
+        return summary, ta_quality.markdown(summary)
     default_params = repo / "params.yaml"
     default = flatten(yaml.safe_load(default_params.read_text())) if default_params.is_file() else None
     note = _note(len(cells) - from_experiments, from_experiments)

@@ -53,7 +53,7 @@ def _text(cell: CellFiles, path: str) -> str:
     return text
 
 
-def _json(cell: CellFiles, path: str) -> Any:
+def read_json(cell: CellFiles, path: str) -> Any:
     return json.loads(_text(cell, path))
 
 
@@ -78,7 +78,7 @@ def load_run(cell: CellFiles) -> dict[str, Any]:
         correct[v] = np.array([r["correct"] for r in rows], dtype=float)
         tasks = np.array([r["task"] for r in rows])
         ids = np.array([r["id"] for r in rows])
-    usd = _json(cell, "metrics/teacher.json")["usd_value"]
+    usd = read_json(cell, "metrics/teacher.json")["usd_value"]
     acquisition = cell.text("metrics/acquisition.json")
     if acquisition is not None:
         usd += json.loads(acquisition).get("teacher", {}).get("usd_value", 0.0)
@@ -92,7 +92,7 @@ def load_run(cell: CellFiles) -> dict[str, Any]:
         "acquisition": p.get("acquisition", {}).get("mode", "random"),
         "teacher_usd": usd,
         "baseline": p["baseline"],
-        "accuracy": {v: _json(cell, f"metrics/eval/{v}.json")["accuracy"] for v in variants},
+        "accuracy": {v: read_json(cell, f"metrics/eval/{v}.json")["accuracy"] for v in variants},
         "correct": correct,
         "tasks": tasks,
         "ids": ids,
@@ -104,9 +104,9 @@ def headroom_cell(cell: CellFiles) -> dict[str, Any]:
     form the kept headroom cells (reports/studies/headroom/<cell>.json) have."""
     p = params(cell)
     variants = (p["baseline"], *p["compare"])
-    teacher = _json(cell, "metrics/teacher.json")
-    evals = {v: _json(cell, f"metrics/eval/{v}.json") for v in variants}
-    trained = {v: _json(cell, f"metrics/stage2/{v}.json") for v in variants}
+    teacher = read_json(cell, "metrics/teacher.json")
+    evals = {v: read_json(cell, f"metrics/eval/{v}.json") for v in variants}
+    trained = {v: read_json(cell, f"metrics/stage2/{v}.json") for v in variants}
     oracle, ft = evals["oracle_one_stage"], evals[p["baseline"]]
     return {
         "cell": cell.name,

@@ -1,10 +1,13 @@
 """A study as data: ``studies/<name>.yaml`` and the cells it expands to.
 
 A study file names the params every cell sets (``set``), the swept params with their values
-(``sweep``, every combination), the training seeds (``seeds``, each set on ``seed_params``),
-the split, the variants, and how its cells are aggregated (``report``). Each cell is one DVC
-experiment, named ``<study>-<cell>`` after the ``cell`` template (``{teacher.error_rate}``,
-``{seed}``: a dotted param or the seed, numbers written as ``%g``).
+(``sweep``, every combination), named bundles of params swept as one axis (``arms``: a method
+is often several params that move together), params that take another param's value in every
+cell (``same``: the TA's student-side AUC follows its teacher-side one), the training seeds
+(``seeds``, each set on ``seed_params``), the split, the variants, and how its cells are
+aggregated (``report``). Each cell is one DVC experiment, named ``<study>-<cell>`` after the
+``cell`` template (``{teacher.error_rate}``, ``{arm}``, ``{seed}``: a dotted param, the arm's
+name or the seed, numbers written as ``%g``).
 """
 
 from __future__ import annotations
@@ -44,11 +47,14 @@ class Study(BaseModel):
     variants: list[str]
     set: dict[str, Any] = {}
     sweep: dict[str, list[Any]] = {}
+    arms: dict[str, dict[str, Any]] = {}
+    same: dict[str, str] = {}
     seeds: list[int] = []
     seed_params: list[str] = list(TRAINING_SEEDS)
     # effect_size: benchmarks' paired comparisons, maps and curves (taloop.studies.aggregate);
-    # headroom: ft against oracle_one_stage per setting (taloop.studies.headroom).
-    report: Literal["effect_size", "headroom"] = "effect_size"
+    # headroom: ft against oracle_one_stage per setting (taloop.studies.headroom);
+    # ta_quality: gains against the TA's AUC per arm, break-even AUC (taloop.studies.ta_quality).
+    report: Literal["effect_size", "headroom", "ta_quality"] = "effect_size"
     # Other studies whose cells this one's aggregation reads too (the budget curve's 100% points
     # are the map's cells at the same error rate).
     include: list[str] = []
@@ -58,8 +64,11 @@ class Study(BaseModel):
         for key, values in self.sweep.items():
             if not values:
                 raise ValueError(f"sweep.{key}: no values")
+        for target, source in self.same.items():
+            if source not in {*self.sweep, *self.set}:
+                raise ValueError(f"same.{target}: {source} is neither swept nor set")
         used = set(_FIELD.findall(self.cell))
-        axes = {*self.sweep, *(["seed"] if self.seeds else [])}
+        axes = {*self.sweep, *(["arm"] if self.arms else []), *(["seed"] if self.seeds else [])}
         if used != axes:
             raise ValueError(f"cell template {self.cell!r} must name exactly these: {sorted(axes)}")
         return self
@@ -102,18 +111,24 @@ def load(name: str, root: Path = Path()) -> Study:
 
 
 def cells(study: Study) -> list[Cell]:
-    """Every combination of the swept values, for every seed (seeds outermost, as the kept
-    cells were run)."""
+    """Every combination of the swept values and arms, for every seed (seeds outermost, as the
+    kept cells were run; arms innermost, so a point's arms run back to back)."""
     fixed = {**study.set, "eval.split": study.split, "baseline": study.baseline, "compare": study.variants}
     keys = list(study.sweep)
+    arms: dict[str | None, dict[str, Any]] = dict(study.arms) or {None: {}}
     out = []
     for seed in study.seeds or [None]:
         for values in itertools.product(*(study.sweep[k] for k in keys)):
-            point: dict[str, Any] = dict(zip(keys, values, strict=True))
-            labels: Mapping[str, Any] = {**point, **({"seed": seed} if seed is not None else {})}
-            name = _FIELD.sub(lambda m, labels=labels: _label(labels[m.group(1)]), study.cell)
-            seeds = {} if seed is None else dict.fromkeys(study.seed_params, seed)
-            out.append(Cell(study.name, name, {**fixed, **point, **seeds}))
+            for arm, bundle in arms.items():
+                point: dict[str, Any] = {**dict(zip(keys, values, strict=True)), **bundle}
+                labels: Mapping[str, Any] = {
+                    **point, **({"arm": arm} if arm else {}), **({"seed": seed} if seed is not None else {})
+                }  # fmt: skip
+                name = _FIELD.sub(lambda m, labels=labels: _label(labels[m.group(1)]), study.cell)
+                seeds = {} if seed is None else dict.fromkeys(study.seed_params, seed)
+                params = {**fixed, **point, **seeds}
+                params |= {target: params[source] for target, source in study.same.items()}
+                out.append(Cell(study.name, name, params))
     names = [c.name for c in out]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:

@@ -1,0 +1,156 @@
+"""The TA-quality aggregation (taloop.studies.ta_quality) on crafted cells whose ta_loop gain is
+set as a function of the TA's AUC: the break-even AUC and its interval, the arms, the blind-spot
+and real-TA points against the curve's prediction; and the study file's arms and linked params."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from taloop.studies import spec, ta_quality
+
+TASKS = np.repeat(["a", "b", "c", "d"], 20)
+IDS = np.array([f"q{i:02d}" for i in range(80)])
+AUCS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+ARMS = {
+    "rank": {"stage2.weighting": "rank", "signals.selection": "as_listed"},
+    "calibrated": {"stage2.weighting": "calibrated", "signals.selection": "calibrated"},
+}
+
+
+def _correct(order: np.ndarray, right: int) -> np.ndarray:
+    out = np.zeros(80)
+    out[order[:right]] = 1.0
+    return out
+
+
+def cell(arm: str, auc: float, seed: int, gain_points: float, **params: Any) -> dict[str, Any]:
+    """ft right on 32 of 80 items; ta_loop on 32 + 0.8 * gain_points more (the same items first,
+    so the pair differs only there), two_stage on 32, the oracle on 44; seeds shuffle the items."""
+    order = np.random.default_rng(seed).permutation(80)
+    right = {
+        "ft": 32,
+        "two_stage": 32,
+        "ta_loop": 32 + round(0.8 * gain_points) + (seed % 3 - 1),
+        "oracle": 44,
+    }
+    correct = {v: _correct(order, n) for v, n in right.items()}
+    ta = {
+        "ta.backend": "simulated",
+        "ta.auc_teacher": auc,
+        "ta.blind_spot": "none",
+        "ta.model": "gemma-3-270m",
+    }
+    p = {**ta, **ARMS[arm], **params}
+    return {
+        "name": f"auc{auc}-{arm}-s{seed}", "seed": seed, "baseline": "ft", "params": p,
+        "accuracy": {v: float(c.mean()) for v, c in correct.items()}, "correct": correct,
+        "tasks": TASKS, "ids": IDS,
+        "calibration": {"chosen": {"measure": "m"}, "auc": {"ta_teacher": {"m": {"auc": 0.58}}}},
+    }  # fmt: skip
+
+
+def study_cells(seeds: range = range(5)) -> list[dict[str, Any]]:
+    runs = []
+    for seed in seeds:
+        for auc in AUCS:
+            runs.append(cell("calibrated", auc, seed, 40 * (auc - 0.75)))  # crosses zero at 0.75
+            runs.append(cell("rank", auc, seed, -5.0))  # never pays
+    return runs
+
+
+@pytest.mark.parametrize(
+    ("gains", "expected"),
+    [
+        ([-0.1, -0.05, 0.05, 0.1], 0.65),
+        ([0.01, 0.02, 0.03, 0.04], -math.inf),
+        ([-0.1, 0.05, -0.02, -0.01], math.inf),
+        ([-0.1, 0.05, -0.02, 0.04], 0.7 + 0.1 * 0.02 / 0.06),  # the last crossing counts
+        ([-0.1, 0.0, 0.1, 0.2], 0.6),
+    ],
+)
+def test_crossing_is_where_the_gain_last_turns_positive(gains: list[float], expected: float) -> None:
+    assert ta_quality.crossing([0.5, 0.6, 0.7, 0.8], gains) == pytest.approx(expected)
+
+
+def test_break_even_auc_is_found_with_an_interval_around_it_and_never_for_an_arm_that_never_pays() -> None:
+    result = ta_quality.summarise(study_cells(), ARMS)
+    calibrated = result["arms"]["calibrated"]["break_even"]
+    assert calibrated["auc"] == pytest.approx(0.75, abs=0.03)
+    assert calibrated["ci_low"] < calibrated["auc"] < calibrated["ci_high"]
+    assert calibrated["ci_low"] > 0.6 and calibrated["ci_high"] < 0.9
+    assert calibrated["seeds"] == [0, 1, 2, 3, 4] and calibrated["share_never"] < 0.05
+    rank = result["arms"]["rank"]["break_even"]
+    assert rank["auc"] is None and not rank["below_grid"] and rank["share_never"] > 0.95
+    assert rank["ci_high"] is None  # the interval leaves the grid: never pays
+
+
+def test_each_auc_row_compares_ta_loop_with_ft_and_two_stage_and_the_oracle() -> None:
+    rows = {r["auc"]: r for r in ta_quality.summarise(study_cells(), ARMS)["arms"]["calibrated"]["curve"]}
+    assert sorted(rows) == list(AUCS)
+    top = rows[1.0]
+    assert top["vs_baseline"]["diff"] == pytest.approx(0.0975)  # 8 of 80 items less the seeds' jitter
+    assert top["vs_two_stage"]["diff"] == pytest.approx(top["vs_baseline"]["diff"])
+    assert top["recovery"]["ratio"] == pytest.approx(7.8 / 12)
+    assert top["vs_baseline"]["mde"] is not None and top["seeds"] == [0, 1, 2, 3, 4]
+
+
+def test_blind_spot_and_real_ta_cells_sit_beside_the_curve_with_its_prediction() -> None:
+    runs = study_cells()
+    runs += [cell("calibrated", 0.9, s, 0.0, **{"ta.blind_spot": "shared"}) for s in range(5)]
+    runs += [cell("calibrated", 0.75, s, -2.0, **{"ta.backend": "model"}) for s in range(5)]
+    entry = ta_quality.summarise(runs, ARMS)["arms"]["calibrated"]
+    assert [r["auc"] for r in entry["curve"]] == list(AUCS)  # neither joined the curve
+    blind = entry["blind_spot"][0]
+    assert blind["auc"] == 0.9 and blind["curve_predicts"]["gain"] == pytest.approx(0.06, abs=0.015)
+    real = entry["real"][0]
+    assert real["ta"] == "gemma-3-270m" and real["auc"] == pytest.approx(0.58)  # measured, not set
+    low, high = real["curve_predicts"]["ci"]
+    assert low < real["curve_predicts"]["gain"] < high < 0
+    text = ta_quality.markdown(ta_quality.summarise(runs, ARMS))
+    assert "0.90 (shared blind spot)" in text and "0.58 (gemma-3-270m, measured)" in text
+    assert "the curve predicts" in text and "break-even AUC 0.7" in text
+
+
+def test_break_even_uses_the_seeds_every_auc_has() -> None:
+    runs = [r for r in study_cells() if not (r["seed"] == 4 and r["params"]["ta.auc_teacher"] == 0.5)]
+    be = ta_quality.summarise(runs, ARMS)["arms"]["calibrated"]["break_even"]
+    assert be["seeds"] == [0, 1, 2, 3]
+
+
+def test_a_cell_of_no_arm_is_named() -> None:
+    runs = study_cells(range(1))
+    runs[0]["params"]["signals.selection"] = "as_listed"
+    runs[0]["params"]["stage2.weighting"] = "calibrated"
+    with pytest.raises(ValueError, match=r"auc0\.5-calibrated-s0: matches none of the arms"):
+        ta_quality.summarise(runs, ARMS)
+
+
+def test_arms_and_linked_params_expand_into_cells(tmp_path: Path) -> None:
+    (tmp_path / "studies").mkdir()
+    (tmp_path / "studies/q.yaml").write_text(
+        "description: x\nvariants: [ta_loop]\ncell: 'auc{ta.auc_teacher}-{arm}-s{seed}'\n"
+        "set: {ta.backend: simulated}\nsame: {ta.auc_student: ta.auc_teacher}\n"
+        "sweep: {ta.auc_teacher: [0.5, 1.0]}\n"
+        "arms: {rank: {stage2.weighting: rank}, cal: {stage2.weighting: calibrated, stage2.need_gain: 0}}\n"
+        "seeds: [0, 1]\n"
+    )
+    cells = spec.cells(spec.load("q", tmp_path))
+    assert [c.name for c in cells] == [
+        "auc0.5-rank-s0", "auc0.5-cal-s0", "auc1-rank-s0", "auc1-cal-s0",
+        "auc0.5-rank-s1", "auc0.5-cal-s1", "auc1-rank-s1", "auc1-cal-s1",
+    ]  # fmt: skip
+    by_name = {c.name: c.params for c in cells}
+    assert by_name["auc1-cal-s1"]["ta.auc_student"] == 1.0 and by_name["auc1-cal-s1"]["stage2.need_gain"] == 0
+    assert (
+        "stage2.need_gain" not in by_name["auc0.5-rank-s0"] and by_name["auc0.5-rank-s0"]["warmup.seed"] == 0
+    )
+    (tmp_path / "studies/q.yaml").write_text(
+        "description: x\nvariants: [ta_loop]\ncell: '{arm}'\nsame: {ta.auc_student: ta.nope}\narms: {a: {}}\n"
+    )
+    with pytest.raises(spec.StudyError, match=r"same\.ta\.auc_student: ta\.nope is neither swept nor set"):
+        spec.load("q", tmp_path)
