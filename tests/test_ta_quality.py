@@ -4,6 +4,7 @@ and real-TA points against the curve's prediction; and the study file's arms and
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from taloop.studies import spec, ta_quality
+from taloop.studies import page, spec, ta_quality
 
 TASKS = np.repeat(["a", "b", "c", "d"], 20)
 IDS = np.array([f"q{i:02d}" for i in range(80)])
@@ -154,3 +155,21 @@ def test_arms_and_linked_params_expand_into_cells(tmp_path: Path) -> None:
     )
     with pytest.raises(spec.StudyError, match=r"same\.ta\.auc_student: ta\.nope is neither swept nor set"):
         spec.load("q", tmp_path)
+
+
+def test_the_studies_page_draws_the_gain_against_auc_with_its_levels(tmp_path: Path) -> None:
+    runs = study_cells()
+    runs += [cell("calibrated", 0.9, s, 0.0, **{"ta.blind_spot": "shared"}) for s in range(5)]
+    result = ta_quality.summarise(runs, ARMS)
+    (tmp_path / "ta_quality.json").write_text(json.dumps(result))
+    (tmp_path / "ta_quality.md").write_text(ta_quality.markdown(result))
+    html = page.page(tmp_path, {"ta_quality": "ta_quality: TA quality"})
+    assert html.count("<svg") == 1 and "How good must the TA be?" in html
+    for label in (
+        "ta_loop, rank",
+        "ta_loop, calibrated",
+        "two_stage - ft",
+        "oracle - ft",
+        "shared blind spot",
+    ):
+        assert label in html, label

@@ -5,7 +5,8 @@ study's ``<name>.json`` and ``<name>.md``, each figure as inline SVG (no
 file or network fetch, so the page reads the same anywhere) above the study's markdown
 tables. Figures: the oracle's gain over ft against teacher error rate, per error mode and
 budget (headroom); accuracy per variant and the recovery ratio against error rate, with their
-intervals (error-rate map); accuracy against teacher budget (budget curve).
+intervals (error-rate map); accuracy against teacher budget (budget curve); ta_loop's gain
+against the TA's AUC per arm, with the two_stage and oracle levels (TA quality).
 """
 
 from __future__ import annotations
@@ -120,6 +121,44 @@ def budget_figure(curve: dict[str, Any]) -> str:
     return _svg(fig)
 
 
+def ta_quality_figure(result: dict[str, Any]) -> str:
+    """ta_loop - baseline against the TA's AUC per arm, with its 95% band; two_stage's and the
+    oracle's gains over the baseline as levels; blind-spot and real-TA cells as points."""
+    fig, ax = plt.subplots(figsize=(7.2, 4.4))
+    base = result["baseline"]
+    levels: dict[str, list[float]] = defaultdict(list)
+    for arm, entry in result["arms"].items():
+        curve = entry["curve"]
+        aucs = [r["auc"] for r in curve]
+        gain = [100 * r["vs_baseline"]["diff"] for r in curve]
+        low = [100 * r["vs_baseline"]["diff_ci"][0] for r in curve]
+        high = [100 * r["vs_baseline"]["diff_ci"][1] for r in curve]
+        (line,) = ax.plot(aucs, gain, marker="o", label=f"ta_loop, {arm}")
+        ax.fill_between(aucs, low, high, color=line.get_color(), alpha=0.15)
+        for r in curve:
+            acc = r["mean_accuracy"]
+            for v in ("two_stage", "oracle"):
+                if v in acc:
+                    levels[v].append(100 * (acc[v] - acc[base]))
+        for kind, marker in (("blind_spot", "s"), ("real", "D")):
+            for r in entry[kind]:
+                lo, hi = r["vs_baseline"]["diff_ci"]
+                d = r["vs_baseline"]["diff"]
+                what = "shared blind spot" if kind == "blind_spot" else r["ta"]
+                bar = [[100 * (d - lo)], [100 * (hi - d)]]
+                ax.errorbar([r["auc"]], [100 * d], yerr=bar, marker=marker, color=line.get_color(), capsize=3,
+                            linestyle="none", label=f"{arm}: {what}")  # fmt: skip
+    for v, style in (("two_stage", "--"), ("oracle", ":")):
+        if levels[v]:
+            ax.axhline(sum(levels[v]) / len(levels[v]), color="grey", linestyle=style, label=f"{v} - {base}")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.set_xlabel("TA ROC-AUC at telling wrong outputs from right (teacher and student sides)")
+    ax.set_ylabel(f"accuracy points over {base}\n(band: 95% interval, seeds and items)")
+    ax.set_title("How good must the TA be?")
+    ax.legend(fontsize=7)
+    return _svg(fig)
+
+
 def _section(title: str, figures: list[str], markdown: Path) -> str:
     body = "".join(f"<figure>{f}</figure>" for f in figures)
     if markdown.is_file():
@@ -149,6 +188,8 @@ def page(studies: Path, titles: dict[str, str]) -> str:
         markdown = studies / f"{name}.md"
         if "settings" in result:
             sections.append(_section(title, [headroom_figure(result)], markdown))
+        elif "arms" in result:
+            sections.append(_section(title, [ta_quality_figure(result)] if result["arms"] else [], markdown))
         else:
             sections.append(_effect_size_section(title, result, markdown, name == "map"))
     style = "body{font-family:sans-serif;max-width:72em;margin:auto}pre{white-space:pre-wrap;font-size:85%}"
