@@ -58,16 +58,17 @@ def binormal_rows(
     return rows
 
 
-def even_rows(perfect_trust: bool) -> list[dict[str, Any]]:
+def even_rows(perfect_trust: bool, gap: float = 2.0) -> list[dict[str, Any]]:
     """Per task 32 right and 8 wrong teacher replies, 20 right and 20 wrong student answers.
     Every student signal takes the same values, as often, on both classes (AUC exactly 0.5);
-    teacher trust does too, or separates the classes completely (``perfect_trust``)."""
+    teacher trust does too, or separates the classes completely (``perfect_trust``), the
+    nearest right and wrong values ``gap`` apart (each class spans 1)."""
     rows = []
     for task in TASKS:
         for i in range(40):
             teacher_ok = i % 5 != 0
             spread = ((i // 5) % 4) / 3  # each of four values a quarter of each teacher class
-            trust = (1 + spread if teacher_ok else -1 - spread) if perfect_trust else spread
+            trust = (gap / 2 + spread if teacher_ok else -gap / 2 - spread) if perfect_trust else spread
             student_ok = i % 2 == 0
             value = (i // 2) % 4  # each of four values a quarter of each student class
             rows.append(_row(task, i, teacher_ok, student_ok, trust, value / 3, SC_LEVELS[value]))
@@ -96,8 +97,8 @@ def test_a_signal_at_auc_one_half_gets_no_slope_and_constant_weights(raw_params:
     rows = even_rows(perfect_trust=False)
     plan, _ = signal_plan(params, LOOP, decide(rows, params), rows)
     assert plan.p_right is not None and plan.p_need is not None
-    assert plan.p_right.evidence[0].slope == pytest.approx(0, abs=1e-9)
-    assert all(e.slope == pytest.approx(0, abs=1e-9) for e in plan.p_need.evidence)
+    assert plan.p_right.evidence.slope == pytest.approx([0.0], abs=1e-9)
+    assert plan.p_need.evidence.slope == pytest.approx([0.0, 0.0], abs=1e-9)
     train = binormal_rows(np.random.default_rng(1), 36, 0.0, 0.0)
     weights = example_weights(train, LOOP, params.stage2, plan)
     assert np.all(np.abs(weights - 1) <= 0.10)
@@ -124,9 +125,12 @@ def test_at_true_auc_one_half_the_validation_gate_keeps_weights_constant(raw_par
 # --- (b) a perfect teacher-trust signal: the oracle's data ---------------------------------------
 
 
-def test_a_perfect_trust_signal_trains_on_the_right_replies_alone(raw_params: dict[str, Any]) -> None:
+@pytest.mark.parametrize("gap", [2.0, 0.02])  # far apart, or adjacent: no gap to speak of
+def test_a_perfect_trust_signal_trains_on_the_right_replies_alone(
+    raw_params: dict[str, Any], gap: float
+) -> None:
     params = _params(raw_params, selection="as_listed")
-    val, train = even_rows(perfect_trust=True), even_rows(perfect_trust=True)
+    val, train = even_rows(perfect_trust=True, gap=gap), even_rows(perfect_trust=True, gap=gap)
     weights = _weights(params, val, train)
     per_task = task_diagnostics(train, weights, [len(r["id"]) for r in train])  # unequal lengths
     tasks = np.asarray([r["task"] for r in train])
@@ -137,6 +141,21 @@ def test_a_perfect_trust_signal_trains_on_the_right_replies_alone(raw_params: di
         assert w.max() <= 1.1 * w.min(), task
         # the oracle drops the wrong fifth; at equal steps each right reply is seen 5/4 as often
         assert w.mean() == pytest.approx(40 / 32, rel=0.02)
+
+
+def test_a_task_with_no_wrong_validation_reply_still_distrusts_its_low_replies() -> None:
+    """Its midpoint comes from its right replies and the separation the other tasks show; its
+    base rate (no wrong reply in 20) holds a reply 3 SD down at better than even, 5 SD down not."""
+    val = binormal_rows(np.random.default_rng(4), 25, d_teacher=3.0, d_student=0.0)
+    val = [r for r in val if r["task"] != "syllogism" or r["teacher_correct"]]
+    model = calibrated.fit(val, "teacher_correct", ["ta_teacher_mean_logprob"])
+    right = [r["ta_teacher_mean_logprob"] for r in val if r["task"] == "syllogism"]
+    probe = [
+        {"task": "syllogism", "ta_teacher_mean_logprob": v}
+        for v in (float(np.mean(right)), float(np.mean(right)) - 3, float(np.mean(right)) - 5)
+    ]
+    high, middle, low = model.predict(probe)
+    assert high > 0.99 and 0.5 < middle < high and low < 0.1
 
 
 # --- (c) weights rise with each calibrated probability -------------------------------------------
@@ -170,18 +189,40 @@ def test_calibrated_probability_follows_the_signal_in_the_direction_the_validati
         assert np.all(flip * np.diff(p, axis=1) > 0)  # a reversed signal is learnt reversed
 
 
+def test_within_a_task_weights_follow_the_trust_signal(raw_params: dict[str, Any]) -> None:
+    params = _params(raw_params, selection="as_listed")
+    val = binormal_rows(np.random.default_rng(6), 25, d_teacher=1.5, d_student=0.0)
+    train = [
+        _row(t, i, True, True, trust, 0.5, 0.75)
+        for t in TASKS
+        for i, trust in enumerate(np.linspace(-2, 4, 30))
+    ]
+    weights = _weights(params, val, train).reshape(len(TASKS), -1)
+    assert np.all(np.diff(weights, axis=1) >= -1e-12) and np.all(weights[:, -1] > weights[:, 0])
+
+
 # --- (d) mean 1 per task under the cap ----------------------------------------------------------
 
 
 @pytest.mark.parametrize("cap", [1.0, 1.5, 3.0])
 def test_weights_keep_mean_one_and_never_pass_the_cap(cap: float) -> None:
     rng = np.random.default_rng(int(cap * 10))
-    cases = [rng.lognormal(0, 3, size=50) for _ in range(100)]
-    cases += [np.r_[1.0, np.full(9, 1e-9)], np.full(5, 2.0), np.r_[0.0, 0.0, 1.0]]
+    cases = [rng.lognormal(0, 1.5, size=50) for _ in range(100)] + [np.full(5, 2.0), np.r_[1.0, 2.0, 3.0]]
     for useful in cases:
         weights = calibrated.capped_mean_one(useful, cap)
-        assert weights.mean() == pytest.approx(1.0, abs=1e-9)
+        if np.minimum(cap, cap * useful / useful.mean()).mean() >= 1:  # reachable within the lift
+            assert weights.mean() == pytest.approx(1.0, abs=1e-9)
         assert weights.max() <= cap + 1e-9
+
+
+def test_where_few_replies_are_useful_the_mean_falls_rather_than_lift_the_useless() -> None:
+    """Cap 1.5 and 60% of a task's replies shown wrong: mean 1 would need 0.1 of weight on the
+    wrong ones; they keep at most cap times what mean-1 scaling gave them instead."""
+    useful = np.r_[np.full(4, 1.0), np.full(6, 1e-6)]
+    weights = calibrated.capped_mean_one(useful, 1.5)
+    assert weights[:4] == pytest.approx(1.5) and np.all(weights[4:] < 1e-4)
+    assert weights.mean() == pytest.approx(0.6, abs=1e-4)
+    assert calibrated.capped_mean_one(np.r_[0.0, 0.0, 1.0], 1.0).tolist() == [0.0, 0.0, 1.0]
 
 
 def test_every_task_keeps_mean_one_whatever_its_signals(raw_params: dict[str, Any]) -> None:

@@ -29,14 +29,16 @@ def _correct(order: np.ndarray, right: int) -> np.ndarray:
     return out
 
 
-def cell(arm: str, auc: float, seed: int, gain_points: float, **params: Any) -> dict[str, Any]:
+def cell(
+    arm: str, auc: float, seed: int, gain_points: float, jitter: int = 1, **params: Any
+) -> dict[str, Any]:
     """ft right on 32 of 80 items; ta_loop on 32 + 0.8 * gain_points more (the same items first,
     so the pair differs only there), two_stage on 32, the oracle on 44; seeds shuffle the items."""
     order = np.random.default_rng(seed).permutation(80)
     right = {
         "ft": 32,
         "two_stage": 32,
-        "ta_loop": 32 + round(0.8 * gain_points) + (seed % 3 - 1),
+        "ta_loop": 32 + round(0.8 * gain_points) + jitter * (seed % 3 - 1),
         "oracle": 44,
     }
     correct = {v: _correct(order, n) for v, n in right.items()}
@@ -55,11 +57,11 @@ def cell(arm: str, auc: float, seed: int, gain_points: float, **params: Any) -> 
     }  # fmt: skip
 
 
-def study_cells(seeds: range = range(5)) -> list[dict[str, Any]]:
+def study_cells(seeds: range = range(5), jitter: int = 1) -> list[dict[str, Any]]:
     runs = []
     for seed in seeds:
         for auc in AUCS:
-            runs.append(cell("calibrated", auc, seed, 40 * (auc - 0.75)))  # crosses zero at 0.75
+            runs.append(cell("calibrated", auc, seed, 40 * (auc - 0.75), jitter))  # crosses zero at 0.75
             runs.append(cell("rank", auc, seed, -5.0))  # never pays
     return runs
 
@@ -115,6 +117,26 @@ def test_blind_spot_and_real_ta_cells_sit_beside_the_curve_with_its_prediction()
     text = ta_quality.markdown(ta_quality.summarise(runs, ARMS))
     assert "0.90 (shared blind spot)" in text and "0.58 (gemma-3-270m, measured)" in text
     assert "the curve predicts" in text and "break-even AUC 0.7" in text
+
+
+def test_seeds_that_disagree_widen_the_break_even_set() -> None:
+    """Each seed's gain shifted by up to 6 items: the same items, so only the seeds' t-interval
+    can see it, and the set must widen with it."""
+    steady = ta_quality.summarise(study_cells(), ARMS)["arms"]["calibrated"]["break_even"]
+    shaky = ta_quality.summarise(study_cells(jitter=6), ARMS)["arms"]["calibrated"]["break_even"]
+    width = {
+        k: (b["ci_high"] or 1.0) - (b["ci_low"] or 0.5) for k, b in (("steady", steady), ("shaky", shaky))
+    }
+    assert width["shaky"] > width["steady"] + 0.05
+
+
+def test_a_gain_clear_of_zero_everywhere_leaves_no_auc_in_the_set() -> None:
+    runs = [cell("calibrated", auc, s, 15.0) for auc in AUCS for s in range(5)]
+    be = ta_quality.summarise(runs, ARMS)["arms"]["calibrated"]["break_even"]
+    assert be["auc"] is None and be["below_grid"] and be["confidence_set_empty"]
+    assert "no AUC from 0.5 to 1 is compatible with zero gain" in ta_quality.markdown(
+        ta_quality.summarise(runs, ARMS)
+    )
 
 
 def test_break_even_uses_the_seeds_every_auc_has() -> None:

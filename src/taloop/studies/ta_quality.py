@@ -23,12 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from taloop.metrics import percentile_interval, resample_indices
+from taloop.metrics import resample_indices
 from taloop.studies.aggregate import N_BOOT, _points, compare, recovery
 
 METHOD = "ta_loop"
 SEED = 0
-OFF_GRID = 1e6  # a break-even "AUC" this far out: none within the AUCs run
 
 
 def arm_of(params: Mapping[str, Any], arms: Mapping[str, Mapping[str, Any]]) -> str | None:
@@ -84,53 +83,86 @@ def crossing(aucs: Sequence[float], gains: Sequence[float]) -> float:
     return a0 + (a1 - a0) * (0 - g0) / (g1 - g0)
 
 
+def _interpolation(aucs: Sequence[float], at: np.ndarray) -> np.ndarray:
+    """(len(at), len(aucs)): the matrix that interpolates values at ``aucs`` linearly at ``at``."""
+    eye = np.eye(len(aucs))
+    return np.column_stack([np.interp(at, aucs, eye[j]) for j in range(len(aucs))])
+
+
+def _band(boot: np.ndarray, per_seed: np.ndarray, aucs: Sequence[float], at: np.ndarray) -> np.ndarray:
+    """(2, len(at)): the 95% interval of the gain at each of ``at``, spanning the joint
+    bootstrap's percentiles and the seeds' t-interval, as each AUC's comparison does."""
+    w = _interpolation(aucs, at)
+    low, high = np.percentile(boot @ w.T, [2.5, 97.5], axis=0)
+    seeds = per_seed @ w.T  # (k, len(at))
+    k = seeds.shape[0]
+    if k >= 2:
+        from scipy.stats import t  # here: importing scipy.stats costs every stage ~0.8 s
+
+        half = t.ppf(0.975, k - 1) * seeds.std(axis=0, ddof=1) / np.sqrt(k)
+        low, high = np.minimum(low, seeds.mean(axis=0) - half), np.maximum(high, seeds.mean(axis=0) + half)
+    return np.vstack([low, high])
+
+
+def crossings(gains: np.ndarray) -> np.ndarray:
+    """Per row of gains over the AUCs run, how many times it turns from <= 0 to > 0."""
+    positive = gains > 0
+    return np.sum(~positive[:, :-1] & positive[:, 1:], axis=1)
+
+
 def break_even(groups: Mapping[float, Sequence[dict[str, Any]]], baseline: str) -> dict[str, Any]:
-    """The break-even AUC of one arm over the seeds every AUC has, its 95% interval over joint
-    resamples (None where the interval leaves the AUCs run), and the shares of resamples in
-    which ta_loop never pays and always pays."""
+    """The break-even AUC of one arm over the seeds every AUC has (:func:`crossing` of the mean
+    gains) and its 95% confidence set by test inversion: the AUCs, on a 0.001 grid between the
+    lowest and highest run, where the gain's interval (:func:`_band`) contains 0. A set that
+    reaches an end of the grid leaves that side open (None). Also: the shares of resamples in
+    which ta_loop never pays, always pays, and turns positive more than once."""
     aucs = sorted(groups)
     common = set.intersection(*({r["seed"] for r in groups[a]} for a in aucs))
     if not common:
         raise ValueError("break-even AUC: no seed has run at every AUC")
     ordered = [sorted((r for r in groups[a] if r["seed"] in common), key=lambda r: r["seed"]) for a in aucs]
-    mean = [float(np.mean([r["accuracy"][METHOD] - r["accuracy"][baseline] for r in g])) for g in ordered]
+    per_seed = np.array([[r["accuracy"][METHOD] - r["accuracy"][baseline] for r in g] for g in ordered]).T
+    mean = per_seed.mean(axis=0)
     boot = _diff_resamples(ordered, baseline)
+    grid = np.round(np.arange(aucs[0], aucs[-1] + 5e-4, 1e-3), 3)
+    low, high = _band(boot, per_seed, aucs, grid)
+    inside = grid[(low <= 0) & (high >= 0)]
     points = np.array([crossing(aucs, row) for row in boot])
-    # percentiles of infinities are undefined: off the grid each side stands in as a far value
-    low, high = np.percentile(np.clip(points, -OFF_GRID, OFF_GRID), [2.5, 97.5])
+    point = crossing(aucs, mean.tolist())
     return {
         "aucs": aucs,
         "seeds": sorted(common),
-        "gain": mean,
-        "auc": _finite(crossing(aucs, mean)),
-        "below_grid": crossing(aucs, mean) == -math.inf,
-        "ci_low": _finite(low),
-        "ci_high": _finite(high),
+        "gain": mean.tolist(),
+        "auc": point if math.isfinite(point) else None,
+        "below_grid": point == -math.inf,
+        "ci_low": float(inside.min()) if inside.size and inside.min() > aucs[0] else None,
+        "ci_high": float(inside.max()) if inside.size and inside.max() < aucs[-1] else None,
+        "confidence_set_empty": not inside.size,
         "share_never": float(np.mean(points == math.inf)),
         "share_always": float(np.mean(points == -math.inf)),
+        "share_several_crossings": float(np.mean(crossings(boot) > 1)),
         "gain_resamples": boot,
+        "per_seed_gain": per_seed,
     }
 
 
-def _finite(x: float) -> float | None:
-    return float(x) if abs(x) < OFF_GRID else None
-
-
 def predicted_gain(curve: Mapping[str, Any], auc: float) -> dict[str, Any] | None:
-    """The arm's gain at ``auc``, linear between the AUCs run, with its 95% interval over the
-    same resamples; None outside the AUCs run."""
+    """The arm's gain at ``auc``, linear between the AUCs run, with its 95% interval (the
+    same band the break-even set uses); None outside the AUCs run."""
     aucs = curve["aucs"]
     if not aucs[0] <= auc <= aucs[-1]:
         return None
-    boot = np.array([np.interp(auc, aucs, row) for row in curve["gain_resamples"]])
-    low, high = percentile_interval(boot)
-    return {"auc": auc, "gain": float(np.interp(auc, aucs, curve["gain"])), "ci": [low, high]}
+    (low,), (high,) = _band(curve["gain_resamples"], curve["per_seed_gain"], aucs, np.array([auc]))
+    return {"auc": auc, "gain": float(np.interp(auc, aucs, curve["gain"])), "ci": [float(low), float(high)]}
 
 
 def _row(group: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
     have = set.intersection(*(set(r["accuracy"]) for r in group))
+    measured = [measured_auc(r["calibration"]) for r in group]
     return {
         "seeds": sorted(r["seed"] for r in group),
+        # the TA's AUC as calibrate_signals measured it on validation (a simulated TA's realised one)
+        "measured_auc": float(np.mean([m for m in measured if m is not None])) if any(measured) else None,
         "mean_accuracy": {v: float(np.mean([r["accuracy"][v] for r in group])) for v in sorted(have)},
         "vs_baseline": compare(group, METHOD, baseline),
         "vs_two_stage": compare(group, METHOD, "two_stage") if "two_stage" in have else None,
@@ -160,7 +192,9 @@ def summarise(runs: list[dict[str, Any]], arms: Mapping[str, Mapping[str, Any]])
         }
         curve = break_even(curve_groups, baseline) if len(curve_groups) >= 2 else None
         if curve is not None:
-            entry["break_even"] = {k: v for k, v in curve.items() if k != "gain_resamples"}
+            entry["break_even"] = {
+                k: v for k, v in curve.items() if k not in ("gain_resamples", "per_seed_gain")
+            }
         entry["blind_spot"] = [
             {"auc": a, **_row(g, baseline), "curve_predicts": predicted_gain(curve, a) if curve else None}
             for a, g in sorted(kinds.get("blind_spot", {}).items())
@@ -170,7 +204,7 @@ def summarise(runs: list[dict[str, Any]], arms: Mapping[str, Mapping[str, Any]])
             measured = [measured_auc(r["calibration"]) for r in group]
             auc = float(np.mean(measured))
             entry["real"].append({
-                "ta": model, "auc": auc, "measured_auc_per_seed": measured, **_row(group, baseline),
+                **_row(group, baseline), "ta": model, "auc": auc, "measured_auc_per_seed": measured,
                 "curve_predicts": predicted_gain(curve, auc) if curve else None,
             })  # fmt: skip
         out["arms"][arm] = entry
@@ -191,17 +225,24 @@ def _recovery(rec: Mapping[str, Any] | None) -> str:
 def _break_even_line(arm: str, be: Mapping[str, Any] | None) -> str:
     if be is None:
         return f"- **{arm}**: fewer than two AUCs run, no break-even AUC yet."
-    lo = f"{be['ci_low']:.2f}" if be["ci_low"] is not None else f"below {be['aucs'][0]:g}"
-    hi = f"{be['ci_high']:.2f}" if be["ci_high"] is not None else f"above {be['aucs'][-1]:g} (never)"
+    first, last = be["aucs"][0], be["aucs"][-1]
     if be["auc"] is not None:
         point = f"AUC {be['auc']:.2f}"
     elif be["below_grid"]:
-        point = f"at or below AUC {be['aucs'][0]:g} (ta_loop gains at every AUC run)"
+        point = f"at or below AUC {first:g} (ta_loop gains at every AUC run)"
     else:
-        point = f"none up to AUC {be['aucs'][-1]:g} (ta_loop never gains)"
+        point = f"none up to AUC {last:g} (ta_loop does not gain at the highest)"
+    if be["confidence_set_empty"]:
+        interval = f"no AUC from {first:g} to {last:g} is compatible with zero gain"
+    else:
+        lo = f"{be['ci_low']:.3f}" if be["ci_low"] is not None else f"{first:g} or below"
+        hi = f"{be['ci_high']:.3f}" if be["ci_high"] is not None else f"{last:g} or above (possibly never)"
+        interval = f"95% confidence set {lo} to {hi}"
     return (
-        f"- **{arm}**: break-even {point}; 95% interval {lo} to {hi}; ta_loop never gains in "
-        f"{be['share_never']:.0%} of the resamples."
+        f"- **{arm}** (seeds {', '.join(map(str, be['seeds']))}): break-even {point}; {interval} "
+        f"(the AUCs where the gain's interval contains 0). In the resamples ta_loop never gains in "
+        f"{be['share_never']:.0%}, gains at every AUC in {be['share_always']:.0%}, and turns positive more "
+        f"than once in {be['share_several_crossings']:.0%}."
     )
 
 
