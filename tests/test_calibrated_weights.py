@@ -268,3 +268,11 @@ def test_a_task_without_validation_rows_is_named(raw_params: dict[str, Any]) -> 
     plan, _ = signal_plan(params, LOOP, decide(val, params), val)
     with pytest.raises(ValueError, match="syllogism"):
         example_weights(even_rows(perfect_trust=True), LOOP, Stage2Config(weighting="calibrated"), plan)
+
+
+def test_a_perfect_trust_signal_plans_exactly_the_oracles_replies(raw_params: dict[str, Any]) -> None:
+    params = _params(raw_params, selection="as_listed", need_gain=0.0)
+    rows = even_rows(perfect_trust=True, gap=0.02)
+    weights = _weights(params, rows, rows)
+    oracle = example_weights(rows, VariantSpec(schedule="two_stage", gold_filter=True), params.stage2, None)
+    assert np.array_equal(weights > 0, oracle > 0)

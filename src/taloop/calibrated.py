@@ -35,6 +35,8 @@ import numpy as np
 MAX_LOGIT = 30.0
 
 
+# A weight below this (the task's mean is 1) leaves its reply out of training.
+NEGLIGIBLE = 1e-3
 # A step's slope: a signal whose validation classes do not overlap in any task separates them
 # as far as the data can show, which is the limit a likelihood fit reaches.
 STEP_SLOPE = 1e6

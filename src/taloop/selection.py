@@ -131,7 +131,11 @@ def _per_task_weights(useful: np.ndarray, cfg: Stage2Config, weighting: str) -> 
         weights[np.argsort(-useful, kind="stable")[:keep]] = 1.0
         return weights
     if weighting == "calibrated":
-        return calibrated.capped_mean_one(useful, cfg.weight_cap)
+        weights = calibrated.capped_mean_one(useful, cfg.weight_cap)
+        # such a reply would cost its forward passes and teach nothing; without it a perfect
+        # TA's plan holds the oracle's replies exactly
+        weights[weights < calibrated.NEGLIGIBLE] = 0.0
+        return weights
     if useful.mean() <= 0:
         return np.ones(useful.size)
     weights = np.maximum(useful / useful.mean(), cfg.weight_floor)
