@@ -91,7 +91,7 @@ def test_a_ta_sweep_point_restores_every_stage_upstream_of_ta_scoring(one_job: P
     assert {s["stage2"] for s in result["seeds"]} == {0, 1} and set(result["accuracy"]) == {"ft", "ta_loop"}
     assert "<h2>tiny: tiny TA sweep</h2>" in (one_job / "reports/studies/index.html").read_text()
     done = run(one_job, "taloop", "study", "run", "tiny").stderr
-    assert "4 already run from this commit, 0 in the queue, 0 to run" in done
+    assert "4 already run from this commit or kept, 0 in the queue, 0 to run" in done
 
 
 def _bought(repo: Path) -> int:
