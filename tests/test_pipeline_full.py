@@ -21,6 +21,7 @@ from PIL import Image
 from taloop import precision
 from taloop.acquisition import warm_count
 from taloop.config import TA_MEASURES, load_params
+from taloop.reporting import ta_map
 from taloop.repro import stages_to_run
 
 from .conftest import REPO
@@ -312,6 +313,9 @@ def test_report_numbers_equal_the_metrics_they_came_from(tiny_run: Path) -> None
     for variant, text in summary["verdicts"].items():
         assert f"- {text}" in report
         assert f"p = {_json(tiny_run / f'metrics/eval/{variant}.json')['vs_baseline']['p_value']:.3f}" in text
+    # the tiny student lies outside any map the default setting publishes, or there is none yet
+    assert summary["ta_map"]["status"] in ("no_map", "outside")
+    assert ta_map.sentence(summary["ta_map"]) in report
 
 
 def _chromium() -> str | None:

@@ -12,11 +12,15 @@ from typing import Any
 import numpy as np
 import pytest
 
+from taloop.reporting import ta_map
 from taloop.studies import page, spec, ta_quality
 
 TASKS = np.repeat(["a", "b", "c", "d"], 20)
 IDS = np.array([f"q{i:02d}" for i in range(80)])
 AUCS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+SCOPE = {
+    "student.model": "tiny", "teacher.backend": "simulated", "teacher.error_rate": 0.2, "budget.queries": 192,
+}  # fmt: skip
 ARMS = {
     "rank": {"stage2.weighting": "rank", "signals.selection": "as_listed"},
     "calibrated": {"stage2.weighting": "calibrated", "signals.selection": "calibrated"},
@@ -43,6 +47,7 @@ def cell(
     }
     correct = {v: _correct(order, n) for v, n in right.items()}
     ta = {
+        **SCOPE,
         "ta.backend": "simulated",
         "ta.auc_teacher": auc,
         "ta.blind_spot": "none",
@@ -53,7 +58,10 @@ def cell(
         "name": f"auc{auc}-{arm}-s{seed}", "seed": seed, "baseline": "ft", "params": p,
         "accuracy": {v: float(c.mean()) for v, c in correct.items()}, "correct": correct,
         "tasks": TASKS, "ids": IDS,
-        "calibration": {"chosen": {"measure": "m"}, "auc": {"ta_teacher": {"m": {"auc": 0.58}}}},
+        "calibration": {
+            "chosen": {"measure": "m"}, "teacher_wrong_rate": 0.2,
+            "auc": {"ta_teacher": {"m": {"auc": 0.58}}, "ta_student": {"m": {"auc": 0.55}}},
+        },
     }  # fmt: skip
 
 
@@ -151,6 +159,65 @@ def test_a_cell_of_no_arm_is_named() -> None:
     runs[0]["params"]["stage2.weighting"] = "calibrated"
     with pytest.raises(ValueError, match=r"auc0\.5-calibrated-s0: matches none of the arms"):
         ta_quality.summarise(runs, ARMS)
+
+
+def _user(auc: float = 0.73, wrong_rate: float = 0.2, **params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A run's flattened params (the validated kind: every task has keys) and its calibration."""
+    flat = {**SCOPE, **ARMS["calibrated"], **{f"data.tasks.{t}.source": "crafted" for t in "abcd"}, **params}
+    calibration = {
+        "chosen": {"measure": "m"}, "teacher_wrong_rate": wrong_rate,
+        "auc": {"ta_teacher": {"m": {"auc": auc}}, "ta_student": {"m": {"auc": 0.61}}},
+    }  # fmt: skip
+    return flat, calibration
+
+
+def test_a_run_inside_the_map_gets_the_curves_prediction_at_its_measured_auc() -> None:
+    published = json.loads(json.dumps(ta_quality.summarise(study_cells(), ARMS), default=float))
+    assert published["scope"]["tasks"] == ["a", "b", "c", "d"]
+    assert published["scope"]["params"] == {k: v for k, v in SCOPE.items() if k != "teacher.backend"}
+    got = ta_map.predict(published, *_user(0.73))
+    curve = ta_quality.break_even(
+        {a: [r for r in study_cells() if r["params"]["ta.auc_teacher"] == a and r["params"][
+            "stage2.weighting"] == "calibrated"] for a in AUCS}, "ft")  # fmt: skip
+    want = ta_quality.predicted_gain(curve, 0.73)
+    assert got["status"] == "predicted" and got["arm"] == "calibrated"
+    assert got["gain"] == pytest.approx(want["gain"])
+    assert [got["ci_low"], got["ci_high"]] == pytest.approx(want["ci"])
+    assert got["break_even"] == pytest.approx(0.75, abs=0.03)
+    text = ta_map.sentence(got)
+    assert "measured 0.730 on validation" in text and "seeds 0, 1, 2, 3, 4" in text
+    assert "scored 0.610 on the student's" in text  # the map's TA was alike on both sides; this one not
+
+
+@pytest.mark.parametrize(
+    ("user", "reason"),
+    [
+        (_user(**{"student.model": "other"}), "student.model: yours 'other'; the map's 'tiny'"),
+        (_user(**{"data.tasks.e.source": "crafted"}), "tasks: yours a, b, c, d, e"),
+        (_user(**{"teacher.error_rate": 0.4}), "teacher.error_rate: yours 0.4"),
+        (_user(wrong_rate=0.35, **{"teacher.backend": "openai"}), "teacher wrong rate on validation: yours"),
+        (_user(**{"signals.selection": "as_listed"}), "weighting: yours signals.selection='as_listed'"),
+        (_user(0.45), "TA AUC 0.450: the map ran 0.5 to 1"),
+        (_user(None), "could not be measured"),  # type: ignore[arg-type]
+    ],
+)
+def test_a_run_outside_the_map_is_told_why(user: tuple[dict[str, Any], dict[str, Any]], reason: str) -> None:
+    published = ta_quality.summarise(study_cells(), ARMS)
+    got = ta_map.predict(published, *user)
+    assert got["status"] == "outside" and any(reason in r for r in got["reasons"]), got["reasons"]
+    assert "does not cover this run" in ta_map.sentence(got)
+
+
+def test_a_real_teacher_near_the_maps_error_rate_is_inside_it() -> None:
+    published = ta_quality.summarise(study_cells(), ARMS)
+    real = {"teacher.backend": "openai", "teacher.error_rate": 0.0}  # its rate param unused
+    got = ta_map.predict(published, *_user(wrong_rate=0.23, **real))
+    assert got["status"] == "predicted"
+
+
+def test_without_a_published_map_the_report_says_so() -> None:
+    got = ta_map.predict(None, *_user())
+    assert got["status"] == "no_map" and "No published TA-quality map" in ta_map.sentence(got)
 
 
 def test_arms_and_linked_params_expand_into_cells(tmp_path: Path) -> None:

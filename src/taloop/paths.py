@@ -70,6 +70,8 @@ REPORT_MD = REPORTS / "report.md"
 REPORT_HTML = REPORTS / "report.html"
 FIGURES = REPORTS / "figures"
 COMPARE_HTML = REPORTS / "compare.html"
+# The TA-quality map a study published (studies/ta_quality.yaml), which each report reads.
+TA_MAP = REPORTS / "studies" / "ta_quality.json"
 SUMMARY = METRICS / "summary.json"
 HEADLINE = METRICS / "headline.json"
 PLOT_DATA = METRICS / "plots"

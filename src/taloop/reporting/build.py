@@ -10,7 +10,8 @@ from typing import Any
 from taloop import data, paths
 from taloop.config import Params
 from taloop.io import atomic_write_text, read_json, read_jsonl, write_json
-from taloop.reporting import diagnostics, figures
+from taloop.profiles import flatten
+from taloop.reporting import diagnostics, figures, ta_map
 from taloop.reporting.document import markdown, to_html
 from taloop.reporting.summary import build_summary, headline
 from taloop.scoring import ta_measure_name
@@ -58,6 +59,8 @@ def build(params: Params) -> dict[str, Any]:
     summary = build_summary(
         params, evals, teacher, read_json(paths.SIGNAL_METRICS), acquisition, calibration, stage2
     )
+    published = read_json(paths.TA_MAP) if paths.TA_MAP.is_file() else None
+    summary["ta_map"] = ta_map.predict(published, flatten(params.model_dump(mode="json")), calibration)
     write_json(paths.SUMMARY, summary)
     # not write_json: its sorted keys would not keep the baseline first
     atomic_write_text(paths.HEADLINE, json.dumps(headline(summary), indent=2) + "\n")

@@ -13,6 +13,7 @@ from typing import Any
 from markdown_it import MarkdownIt
 
 from taloop.model_card import combination_label
+from taloop.reporting import ta_map
 from taloop.reporting.verdict import pct
 
 FIGURES = {
@@ -268,6 +269,8 @@ def markdown(summary: Mapping[str, Any], flagged: Sequence[Mapping[str, Any]], f
         ablation_table(summary),
         "## Signal choices (validation split)",
         calibration_table(summary["calibration"]),
+        "## Where this TA sits on the TA-quality map",
+        ta_map.sentence(summary["ta_map"]),
         "## Stage-2 training",
         "Every variant takes the same optimiser steps in total (ft's count; two-stage variants "
         "split it between warm-up and stage 2, filtered ones revisit their kept rows). Weights "

@@ -24,23 +24,12 @@ from typing import Any
 import numpy as np
 
 from taloop.metrics import resample_indices
+from taloop.reporting.ta_map import arm_of, measured_ta_auc, prediction_grid, scope_of
 from taloop.studies.aggregate import N_BOOT, _points, compare, recovery
 
 METHOD = "ta_loop"
 SEED = 0
-
-
-def arm_of(params: Mapping[str, Any], arms: Mapping[str, Mapping[str, Any]]) -> str | None:
-    """The first arm whose every param the cell has (None: no arm matches)."""
-    return next(
-        (name for name, bundle in arms.items() if all(params.get(k) == v for k, v in bundle.items())), None
-    )
-
-
-def measured_auc(calibration: Mapping[str, Any]) -> float | None:
-    """The TA's validation AUC at flagging wrong teacher replies with the measure it used."""
-    measure = calibration["chosen"]["measure"]
-    return calibration["auc"]["ta_teacher"][measure]["auc"]
+GRID_STEP = 0.01  # of the prediction each run's report reads (linear between grid points)
 
 
 def _kind(run: Mapping[str, Any]) -> str:
@@ -156,9 +145,16 @@ def predicted_gain(curve: Mapping[str, Any], auc: float) -> dict[str, Any] | Non
     return {"auc": auc, "gain": float(np.interp(auc, aucs, curve["gain"])), "ci": [float(low), float(high)]}
 
 
+def _prediction(curve: Mapping[str, Any]) -> dict[str, list[float]]:
+    aucs = curve["aucs"]
+    grid = np.round(np.arange(aucs[0], aucs[-1] + GRID_STEP / 2, GRID_STEP), 3)
+    band = _band(curve["gain_resamples"], curve["per_seed_gain"], aucs, grid)
+    return prediction_grid(grid, np.interp(grid, aucs, curve["gain"]), band)
+
+
 def _row(group: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
     have = set.intersection(*(set(r["accuracy"]) for r in group))
-    measured = [measured_auc(r["calibration"]) for r in group]
+    measured = [measured_ta_auc(r["calibration"]) for r in group]
     return {
         "seeds": sorted(r["seed"] for r in group),
         # the TA's AUC as calibrate_signals measured it on validation (a simulated TA's realised one)
@@ -183,7 +179,17 @@ def summarise(runs: list[dict[str, Any]], arms: Mapping[str, Mapping[str, Any]])
         # a real TA's cells group by the TA, placed at their measured AUC below
         key = run["params"]["ta.model"] if kind == "real" else run["params"]["ta.auc_teacher"]
         by_arm[arm][kind].setdefault(key, []).append(run)
-    out: dict[str, Any] = {"baseline": baseline, "method": METHOD, "arms": {}}
+    curve_cells = [r for r in runs if _kind(r) == "curve"] or runs
+    out: dict[str, Any] = {
+        "baseline": baseline,
+        "method": METHOD,
+        "scope": scope_of(
+            [r["params"] for r in curve_cells],
+            sorted({str(t) for r in curve_cells for t in r["tasks"]}),
+            [r["calibration"]["teacher_wrong_rate"] for r in curve_cells],
+        ),
+        "arms": {},
+    }
     for arm, kinds in by_arm.items():
         curve_groups = kinds.get("curve", {})
         entry: dict[str, Any] = {
@@ -195,13 +201,14 @@ def summarise(runs: list[dict[str, Any]], arms: Mapping[str, Mapping[str, Any]])
             entry["break_even"] = {
                 k: v for k, v in curve.items() if k not in ("gain_resamples", "per_seed_gain")
             }
+            entry["prediction"] = _prediction(curve)
         entry["blind_spot"] = [
             {"auc": a, **_row(g, baseline), "curve_predicts": predicted_gain(curve, a) if curve else None}
             for a, g in sorted(kinds.get("blind_spot", {}).items())
         ]
         entry["real"] = []
         for model, group in sorted(kinds.get("real", {}).items()):
-            measured = [measured_auc(r["calibration"]) for r in group]
+            measured = [measured_ta_auc(r["calibration"]) for r in group]
             auc = float(np.mean(measured))
             entry["real"].append({
                 **_row(group, baseline), "ta": model, "auc": auc, "measured_auc_per_seed": measured,
