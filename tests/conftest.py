@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import os
+import shutil
 import types
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,16 @@ from taloop import logs
 REPO = Path(__file__).resolve().parent.parent
 
 logs.setup()
+
+
+def chromium() -> str:
+    """Headless Chromium's command; skips the test where it is missing, except in CI."""
+    found = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+    if found is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must provide chromium (.ci/run installs Debian's package)")
+        pytest.skip("chromium not installed")
+    return found
 
 
 def load_benchmark(name: str) -> types.ModuleType:

@@ -6,9 +6,7 @@ take the ``experiment`` fixture, which restores the first run afterwards."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +22,7 @@ from taloop.config import TA_MEASURES, load_params
 from taloop.reporting import ta_map
 from taloop.repro import stages_to_run
 
-from .conftest import REPO
+from .conftest import REPO, chromium
 from .pipeline import copy_repo, run, trace_dir
 
 TASKS = set(load_params(REPO / "params.yaml").data.tasks)
@@ -318,21 +316,13 @@ def test_report_numbers_equal_the_metrics_they_came_from(tiny_run: Path) -> None
     assert ta_map.sentence(summary["ta_map"]) in report
 
 
-def _chromium() -> str | None:
-    return next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-
-
 @pytest.mark.slow
 def test_report_html_is_self_contained_and_renders(tiny_run: Path, tmp_path: Path) -> None:
     page = tiny_run / "reports/report.html"
     html = page.read_text()
     assert "http://" not in html and "https://" not in html
     assert 'src="figures/' not in html and html.count("data:image/png;base64,") == 7
-    browser = _chromium()
-    if browser is None:
-        if os.environ.get("CI"):
-            pytest.fail("CI must provide chromium (.ci/run installs Debian's package)")
-        pytest.skip("chromium not installed")
+    browser = chromium()
     shot = tmp_path / "report.png"
     subprocess.run(
         [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",

@@ -4,6 +4,8 @@ active/random pairing, maps, tuning; and the studies page."""
 from __future__ import annotations
 
 import json
+import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,11 @@ from taloop.io import write_json, write_jsonl
 from taloop.metrics import mde_paired
 from taloop.studies import aggregate as study
 from taloop.studies import page as figures
+from taloop.studies import spec
 from taloop.studies.sources import KeptCell, load_run
+from taloop.studies.spec import KEPT_DIR
+
+from .conftest import REPO, chromium
 
 TASKS = np.array(["a"] * 10 + ["b"] * 10)
 IDS = np.arange(20).astype(str)
@@ -300,7 +306,7 @@ def test_studies_page_is_self_contained_with_a_figure_per_study(tmp_path: Path) 
     (tmp_path / "map.md").write_text(study.markdown(result))
     page = figures.page(tmp_path, {"map": "map"})
     assert page.count("<svg") == 2  # the map (two panels, one figure) and the budget curve
-    assert "| 0.2 | 2 |" in page and "not been run yet" not in page
+    assert "<td>0.2</td>\n<td>2</td>" in page and "not been run yet" not in page
     assert "<script" not in page and "<link" not in page and "src=" not in page
     unbounded = json.loads(json.dumps(result))
     unbounded["error_rate_map"][0]["recovery"].update(ci_low=None, ci_high=None)  # drawn to the edge
@@ -427,3 +433,31 @@ def test_recovery_interval_is_unbounded_not_nan_when_the_oracle_gains_nothing() 
     result = study.recovery(runs, "ta_loop", "ft", "oracle")
     assert result["ratio"] is None
     assert (result["ci_low"], result["ci_high"]) == (None, None)
+
+
+def _markdown_tables(text: str) -> int:
+    """Tables in markdown: their header separator rows."""
+    return sum(1 for line in text.splitlines() if re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", line.strip()))
+
+
+@pytest.mark.slow
+def test_the_published_studies_page_reads_as_a_page_in_chromium(tmp_path: Path) -> None:
+    """The page over the repository's own published studies, as a browser parses it: every
+    markdown table an HTML table, every figure with its caption, no markdown pipes left."""
+    studies = REPO / KEPT_DIR
+    titles = {n: f"{n}: {spec.load(n, REPO).description}" for n in spec.available(REPO)}
+    (tmp_path / "index.html").write_text(figures.page(studies, titles))
+    done = subprocess.run(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+         (tmp_path / "index.html").as_uri()],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    dom = done.stdout
+    shown = [n for n in titles if (studies / f"{n}.json").is_file()]
+    assert len(shown) >= 5
+    want = sum(_markdown_tables((studies / f"{n}.md").read_text()) for n in shown)
+    assert want > 10 and dom.count("<table>") == want
+    assert dom.count("<figure>") == dom.count("<figcaption>") >= 3 and dom.count("<svg") >= 3
+    text = re.sub(r"<svg.*?</svg>|<[^>]+>", " ", dom, flags=re.DOTALL)
+    assert "|---" not in text and not re.search(r"^\s*\|.*\|\s*$", text, flags=re.MULTILINE)
+    assert "How to read this page" in text and all(f'href="#{n}"' in dom for n in shown)

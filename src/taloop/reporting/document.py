@@ -300,9 +300,14 @@ img { max-width: 100%; }
 """
 
 
+def render(md_text: str) -> str:
+    """Markdown (tables included; raw HTML escaped) as an HTML fragment."""
+    return MarkdownIt("commonmark", {"html": False}).enable("table").render(md_text)
+
+
 def to_html(md_text: str, base_dir: Path, title: str = "taloop report") -> str:
     """Render the markdown and inline every image it references (relative to ``base_dir``)."""
-    body = MarkdownIt("commonmark", {"html": False}).enable("table").render(md_text)
+    body = render(md_text)
 
     def inline(match: re.Match[str]) -> str:
         data = base64.b64encode((base_dir / html.unescape(match.group(1))).read_bytes()).decode()

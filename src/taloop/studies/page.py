@@ -15,6 +15,7 @@ import html
 import io
 import json
 import logging
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,8 @@ import matplotlib
 matplotlib.use("svg")
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
+
+from taloop.reporting.document import render
 
 log = logging.getLogger("figures")
 STUDIES = Path(__file__).resolve().parents[1] / "reports/studies"
@@ -59,6 +62,57 @@ def headroom_figure(summary: dict[str, Any]) -> str:
     ax.set_title("Headroom: what dropping the wrong replies is worth")
     ax.legend(fontsize=8)
     return _svg(fig)
+
+
+_STYLE = (
+    "body{font-family:sans-serif;max-width:72em;margin:auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;margin:1em 0;font-size:85%}"
+    "th,td{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f4f4f4}"
+    "figure{margin:1.5em 0}figcaption{font-size:90%;color:#444;max-width:60em}"
+    "section{border-top:2px solid #ddd;margin-top:2em}"
+)
+HOW_TO_READ = (
+    "<h2>How to read this page</h2>"
+    "<p>Each section is one study: pipeline runs (cells) that differ in what its title names, "
+    "aggregated by <code>taloop study report</code> from the cells kept beside this page. A section "
+    "opens with its figure, a caption under it saying what it shows, then the tables with every "
+    "number the figure draws.</p><ul>"
+    "<li>Accuracy is a percentage of the test split (80 items) unless a section says validation; "
+    "differences between variants are in accuracy points.</li>"
+    "<li>Intervals and bands are 95%: over the training seeds and the test items resampled "
+    "together, or the seeds' t-interval where that is wider. An interval that contains 0 is not "
+    "evidence of a difference either way.</li>"
+    "<li>MDE is the smallest difference the comparison would detect with 80% power at its "
+    "observed spread: an effect below it can exist and still not show.</li>"
+    "<li>Recovery is (ta_loop - ft) / (oracle - ft): the share of what dropping every wrong "
+    "teacher reply by gold gains that ta_loop gained without gold.</li>"
+    "<li>Every number comes from the study's JSON file beside this page; each cell's params, "
+    "metrics and predictions are in its folder.</li></ul>"
+)
+HEADROOM_CAPTION = (
+    "The oracle's gain over ft on validation (accuracy points) against the teacher's error rate: one "
+    "line per error mode and budget through the seeds' mean, each seed a dot. The dotted line marks "
+    "+5 points. Where the oracle gains little, no signal that drops wrong replies can gain more."
+)
+MAP_CAPTION = (
+    "Left: test accuracy of each variant against the teacher's error rate, bars the 95% t-interval "
+    "over the training seeds. Right: the recovery ratio (ta_loop - ft) / (oracle - ft) with its 95% "
+    "interval; a bar reaching the plot's edge is unbounded there (the oracle's gain may be zero). "
+    "1 (dotted) would be the oracle's gain, 0 none, below 0 harm."
+)
+BUDGET_CAPTION = (
+    "Test accuracy against the number of teacher replies bought, bars the 95% t-interval over "
+    "the seeds run at every budget."
+)
+TA_QUALITY_CAPTION = (
+    "ta_loop's gain over ft (accuracy points) against the TA's ROC-AUC at telling wrong outputs "
+    "from right, one line per weighting through the seeds' mean, the shaded band its 95% "
+    "interval (seeds and test items). Grey lines: two_stage's gain (dashed) and the gold "
+    "oracle's (dotted), the levels 'no signal' and 'a perfect one' reach. Where a band crosses "
+    "0 the gain is not distinguishable from none; the break-even AUC is where the line crosses "
+    "0. Squares: the TA at chance on the teacher's blind spot; diamonds: a real TA at its "
+    "measured validation AUC."
+)
 
 
 RECOVERY_EDGE = 3.0  # the recovery axis reaches at least this far, further for wider intervals
@@ -159,27 +213,40 @@ def ta_quality_figure(result: dict[str, Any]) -> str:
     return _svg(fig)
 
 
-def _section(title: str, figures: list[str], markdown: Path) -> str:
-    body = "".join(f"<figure>{f}</figure>" for f in figures)
-    if markdown.is_file():
-        body += f"<pre>{html.escape(markdown.read_text())}</pre>"
-    return f"<section><h2>{html.escape(title)}</h2>{body}</section>"
+def _figure(svg: str, caption: str) -> str:
+    return f"<figure>{svg}<figcaption>{html.escape(caption)}</figcaption></figure>"
 
 
-def _effect_size_section(title: str, result: dict[str, Any], markdown: Path, map_expected: bool) -> str:
+def _tables(markdown: Path) -> str:
+    """A study's markdown as HTML, its headings two levels below the section's."""
+    if not markdown.is_file():
+        return ""
+    body = render(markdown.read_text())
+    return re.sub(r"<(/?)h([1-4])>", lambda m: f"<{m[1]}h{int(m[2]) + 2}>", body)
+
+
+def _section(name: str, title: str, figures: list[str], markdown: Path) -> str:
+    return (
+        f"<section id='{name}'><h2>{html.escape(title)}</h2>{''.join(figures)}{_tables(markdown)}</section>"
+    )
+
+
+def _effect_size_section(
+    name: str, title: str, result: dict[str, Any], markdown: Path, map_expected: bool
+) -> str:
     rows = result.get("error_rate_map", [])
     # studies that include the map's cells (budget, active) leave its figure to the map's section
-    figures = [map_figure(rows)] if map_expected and len(rows) > 1 else []
+    figures = [_figure(map_figure(rows), MAP_CAPTION)] if map_expected and len(rows) > 1 else []
     curve = result.get("budget_curve")
     if curve and any(len(points) > 1 for points in curve["curves"].values()):
-        figures.append(budget_figure(curve))
+        figures.append(_figure(budget_figure(curve), BUDGET_CAPTION))
     missing = "<p>The error-rate map has not been run yet (fewer than two error rates).</p>"
-    return _section(title, figures, markdown) + (missing if map_expected and len(rows) < 2 else "")
+    return _section(name, title, figures, markdown) + (missing if map_expected and len(rows) < 2 else "")
 
 
 def page(studies: Path, titles: dict[str, str]) -> str:
     """The page over the studies in ``titles`` (study name -> section title) that have results."""
-    sections = []
+    sections, contents = [], []
     for name, title in titles.items():
         result_file = studies / f"{name}.json"
         if not result_file.is_file():
@@ -187,13 +254,17 @@ def page(studies: Path, titles: dict[str, str]) -> str:
         result = json.loads(result_file.read_text())
         markdown = studies / f"{name}.md"
         if "settings" in result:
-            sections.append(_section(title, [headroom_figure(result)], markdown))
+            sections.append(
+                _section(name, title, [_figure(headroom_figure(result), HEADROOM_CAPTION)], markdown)
+            )
         elif "arms" in result:
-            sections.append(_section(title, [ta_quality_figure(result)] if result["arms"] else [], markdown))
+            figures = [_figure(ta_quality_figure(result), TA_QUALITY_CAPTION)] if result["arms"] else []
+            sections.append(_section(name, title, figures, markdown))
         else:
-            sections.append(_effect_size_section(title, result, markdown, name == "map"))
-    style = "body{font-family:sans-serif;max-width:72em;margin:auto}pre{white-space:pre-wrap;font-size:85%}"
+            sections.append(_effect_size_section(name, title, result, markdown, name == "map"))
+        contents.append(f"<li><a href='#{name}'>{html.escape(title)}</a></li>")
     return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>taloop studies</title>"
-        f"<style>{style}</style></head><body><h1>taloop studies</h1>{''.join(sections)}</body></html>\n"
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'><title>taloop studies</title>"
+        f"<style>{_STYLE}</style></head><body><h1>taloop studies</h1>{HOW_TO_READ}"
+        f"<h2>Contents</h2><ul>{''.join(contents)}</ul>{''.join(sections)}</body></html>\n"
     )
