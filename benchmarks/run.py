@@ -4,7 +4,7 @@ earlier revision.
 
     python benchmarks/run.py [--profile NAME] [--set key=value ...] [--out benchmarks/results.json]
     python benchmarks/run.py --baseline-rev REV     # also time REV's code, stage by stage alongside
-    python benchmarks/run.py --readme      # only rewrite the README table from results.json
+    python benchmarks/run.py --table       # only rewrite the docs/performance.md table from results.json
     python benchmarks/run.py --baseline-rev REV --eval-repeats 3   # evaluate stages 4x, medians
     python benchmarks/run.py --repeat-in WORKDIR --eval-repeats 3  # the same, after a --workdir run
     python benchmarks/run.py --baseline-rev HEAD --baseline-set student.bf16=false --bf16-units
@@ -14,7 +14,7 @@ Runs `dvc repro -s <stage>` for each stage in order, in a fresh copy of the repo
 an empty teacher cache (so nothing is reused from earlier runs), polling the resident memory
 of the stage's process tree and collecting each stage's profile (taloop.profiling: start-up,
 named phases, the rest); then reruns collect_teacher to measure the cache. Writes
-results.json and regenerates the README's performance table from it.
+results.json and regenerates the performance table in docs/performance.md from it.
 
 With ``--baseline-rev`` a second copy holds what REV would ship (its committed tree, the same
 profile and overrides), with its own DVC cache and its own empty teacher cache. The two
@@ -65,7 +65,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from precision import extrapolate  # noqa: E402  (benchmarks/precision.py)
 
 RESULTS = REPO / "benchmarks/results.json"
-README = REPO / "README.md"
+PERFORMANCE_DOC = REPO / "docs/performance.md"
 START, END = "<!-- benchmark-table:start -->", "<!-- benchmark-table:end -->"
 
 # Phases that the stages run one after another, never one inside another, so that together
@@ -496,7 +496,7 @@ def _cache_line(cache: Mapping[str, Any]) -> str:
     )
 
 
-def readme_table(results: dict[str, Any]) -> str:
+def performance_table(results: dict[str, Any]) -> str:
     if "baseline" in results:
         return comparison_table(results)
     lines = ["| stage | wall time | peak memory |", "|---|---|---|"]
@@ -525,7 +525,7 @@ def _times(ratio: float | None) -> str:
 
 
 def comparison_table(results: dict[str, Any]) -> str:
-    """The README table of a run with a baseline: both revisions' figures and the speed-ups."""
+    """The performance table of a run with a baseline: both revisions' figures and the speed-ups."""
     base, speed = results["baseline"], results["speedup"]
     old, new = (
         f"{copy} {_rev_label(r['rev'])}"
@@ -668,11 +668,11 @@ def _repeats_table(results: Mapping[str, Any], old: str, new: str) -> list[str]:
     return lines
 
 
-def write_readme(results: dict[str, Any]) -> None:
-    text = README.read_text()
+def write_table(results: dict[str, Any]) -> None:
+    text = PERFORMANCE_DOC.read_text()
     head, rest = text.split(START, 1)
     _, tail = rest.split(END, 1)
-    README.write_text(f"{head}{START}\n{readme_table(results)}\n{END}{tail}")
+    PERFORMANCE_DOC.write_text(f"{head}{START}\n{performance_table(results)}\n{END}{tail}")
 
 
 def main() -> None:
@@ -718,9 +718,9 @@ def main() -> None:
         help="then time training and decoding in fp32 and bf16 in the new copy (benchmarks/precision.py)",
     )
     parser.add_argument(
-        "--readme",
+        "--table",
         action="store_true",
-        help="only regenerate the README table (from benchmarks/results.json)",
+        help="only regenerate the table in docs/performance.md (from benchmarks/results.json)",
     )
     args = parser.parse_args()
     if args.repeat_in is not None:
@@ -732,7 +732,7 @@ def main() -> None:
             firsts.append(results["baseline"]["stages"])
         results["evaluation_repeats"] = repeat_evaluations(copies, firsts, args.eval_repeats)
         args.out.write_text(json.dumps(results, indent=2) + "\n")
-    elif not args.readme:
+    elif not args.table:
         results = benchmark(
             args.set,
             args.profile,
@@ -753,9 +753,9 @@ def main() -> None:
             log.info("not recorded in %s: the new copy ran with overrides", runtime.STAGE_TIMES)
         else:
             record_stage_times(results, args.profile, probe, REPO / runtime.STAGE_TIMES)
-    # The README shows the committed default run only, not a study run written elsewhere.
+    # The performance doc shows the committed default run only, not a study run written elsewhere.
     if args.out.resolve() == RESULTS.resolve():
-        write_readme(json.loads(RESULTS.read_text()))
+        write_table(json.loads(RESULTS.read_text()))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,5 @@
-"""The committed benchmark figures and the README's performance table agree; the benchmark's
-profile collection, side-by-side comparison and its README table."""
+"""The committed benchmark figures and the performance table in docs/performance.md agree; the benchmark's
+profile collection, side-by-side comparison and its table."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from .pipeline import copy_repo
 bench = load_benchmark("run")
 
 
-def test_readme_table_is_generated_from_results_json() -> None:
+def test_performance_table_is_generated_from_results_json() -> None:
     results = json.loads((REPO / "benchmarks/results.json").read_text())
     stages = set(results["stages"])
     assert {
@@ -36,8 +36,8 @@ def test_readme_table_is_generated_from_results_json() -> None:
     } <= stages
     assert all(r["seconds"] > 0 and r["peak_rss_mib"] > 0 for r in results["stages"].values())
     assert results["total_seconds"] == sum(r["seconds"] for r in results["stages"].values())
-    readme = (REPO / "README.md").read_text()
-    assert f"{bench.START}\n{bench.readme_table(results)}\n{bench.END}" in readme
+    doc = (REPO / "docs/performance.md").read_text()
+    assert f"{bench.START}\n{bench.performance_table(results)}\n{bench.END}" in doc
 
 
 STAGE_PROCESS = """
@@ -150,8 +150,8 @@ def test_speedups_are_ratios_of_the_same_measure(compared: dict[str, Any]) -> No
     }
 
 
-def test_readme_table_with_a_baseline_shows_both_revisions(compared: dict[str, Any]) -> None:
-    table = bench.readme_table(compared)
+def test_performance_table_with_a_baseline_shows_both_revisions(compared: dict[str, Any]) -> None:
+    table = bench.performance_table(compared)
     lines = table.splitlines()
     assert lines[0] == (
         "| stage | baseline `aaaaaaa` | new `bbbbbbb` | speed-up | peak memory, baseline `aaaaaaa` "
@@ -166,12 +166,12 @@ def test_readme_table_with_a_baseline_shows_both_revisions(compared: dict[str, A
     assert "Param overrides" not in table
 
     compared["baseline_overrides"] = ["budget.queries=192"]  # results of a run without --set
-    assert "Param overrides: baseline copy: `budget.queries=192`." in bench.readme_table(compared)
+    assert "Param overrides: baseline copy: `budget.queries=192`." in bench.performance_table(compared)
     del compared["baseline_overrides"]
     compared |= {"overrides": ["budget.queries=192"], "new_overrides": ["teacher.error_mode=random"]}
     assert (
         "Param overrides: both: `budget.queries=192`; new copy: `teacher.error_mode=random`."
-        in bench.readme_table(compared).splitlines()
+        in bench.performance_table(compared).splitlines()
     )
 
     compared["params_differ"] = ["budget.queries"]
@@ -179,15 +179,15 @@ def test_readme_table_with_a_baseline_shows_both_revisions(compared: dict[str, A
         "phases": {"dequantise": {"seconds": 70.0, "count": 2}}
     }
     compared["rev"]["uncommitted_changes"] = True
-    table = bench.readme_table(compared)
+    table = bench.performance_table(compared)
     assert "params differing: budget.queries" in table
     assert "The new code de-quantised its GGUF models" in table
     assert "new `bbbbbbb*`" in table.splitlines()[0] and "`*`: the working tree" in table
 
 
-def test_readme_table_without_a_baseline_is_the_single_run_table(compared: dict[str, Any]) -> None:
+def test_performance_table_without_a_baseline_is_the_single_run_table(compared: dict[str, Any]) -> None:
     single = {k: v for k, v in compared.items() if k not in {"baseline", "speedup"}}
-    assert bench.readme_table(single).splitlines()[0] == "| stage | wall time | peak memory |"
+    assert bench.performance_table(single).splitlines()[0] == "| stage | wall time | peak memory |"
 
 
 def test_params_differ_and_reply_fingerprint(tmp_path: Path, raw_params: dict[str, Any]) -> None:
@@ -265,7 +265,7 @@ def test_repeated_evaluations_alternate_and_compare_medians(compared: dict[str, 
     assert stage["seconds"] == {"this": [21.0, 19.0, 30.0, 20.0], "baseline": [44.0, 41.0, 40.0, 39.0]}
     assert stage["median_seconds"] == {"this": 20.5, "baseline": 40.5}  # the 30 s outlier moves nothing
     assert stage["speedup_of_medians"] == pytest.approx(40.5 / 20.5)
-    table = bench.readme_table({**compared, "evaluation_repeats": result})
+    table = bench.performance_table({**compared, "evaluation_repeats": result})
     assert "Evaluate stages run 4 times each, alternated (median wall time):" in table
     row = "| evaluate_baseline | 40.5 s | 20.5 s | 1.98x | 44.0 / 41.0 / 40.0 / 39.0 "
     row += "| 21.0 / 19.0 / 30.0 / 20.0 |"

@@ -31,7 +31,7 @@ def test_repro_then_doubled_budget_buys_only_the_difference(tmp_path: Path) -> N
     manifest = json.loads((repo / "data/teacher/manifest.json").read_text())
     assert manifest["git_revision"] and manifest["packages"]["dvc"]
 
-    # A partial experiment straight from a fresh clone: no dvc.lock is committed (README:
+    # A partial experiment straight from a fresh clone: no dvc.lock is committed (docs/running.md:
     # "Comparing experiments"), so none can name outputs this clone's cache lacks.
     assert not (REPO / "dvc.lock").exists() or "dvc.lock" not in run(REPO, "git", "ls-files").stdout
     out = run(repo, "dvc", "exp", "run", "-S", "budget.queries=16", "collect_teacher").stdout

@@ -142,7 +142,7 @@ def test_two_jobs_buy_no_reply_twice_and_give_the_one_job_metrics(one_job: Path,
 def test_a_study_is_shared_with_exp_push_to_a_bare_git_repo_and_a_directory_remote(
     one_job: Path, tmp_path: Path
 ) -> None:
-    """What the README's "Sharing a study" says: push the experiments (git refs to a bare
+    """What docs/studies.md's "Sharing a study" says: push the experiments (git refs to a bare
     repository, their outputs to a DVC remote); a teammate's fresh clone pulls them and
     aggregates the same numbers without running anything."""
     bare, storage, mate = tmp_path / "team.git", tmp_path / "dvc-storage", tmp_path / "mate"
@@ -164,7 +164,7 @@ def test_a_study_is_shared_with_exp_push_to_a_bare_git_repo_and_a_directory_remo
 
 @pytest.mark.slow
 def test_exp_show_over_a_study_fits_160_columns_with_swept_params_and_headline(one_job: Path) -> None:
-    """The README's view of a study's experiments."""
+    """The view of a study's experiments that docs/studies.md shows."""
     shown = run(
         one_job, "dvc", "exp", "show", "--no-pager", "--drop", ".*",
         "--keep", r"Experiment|acc\.|usd$|ta_auc$", "--keep", r"ta\.scorer|warmup\.seed",

@@ -16,7 +16,7 @@ from taloop.studies import engine, spec
 from .conftest import REPO
 
 KEPT = REPO / spec.KEPT_DIR
-# Kept beside the reference cell, not a cell of it: the benchmark's fp32 twin (README, performance).
+# Kept beside the reference cell, not a cell of it: the benchmark's fp32 twin (docs/performance.md).
 NOT_CELLS = {("reference", "default-avx2-fp32")}
 # Headroom cells kept from before the study had its file (a random-teacher zero-error control).
 EXTRA_HEADROOM = {"random-e0-b96-s0", "random-e0-b96-s1"}

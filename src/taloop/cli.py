@@ -17,6 +17,7 @@ from taloop.errors import DEBUG_ENV, UsageError, debug
 from taloop.profiles import apply_profile
 from taloop.reporting.compare import exp_show, runs_from_exp_show, write_compare
 from taloop.studies import engine as studies_engine
+from taloop.studies import headline as studies_headline
 from taloop.studies import spec as studies_spec
 from taloop.teachers.planning import estimate_collection
 
@@ -70,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         help="only the kept cells in reports/studies/<name>/, no experiments",
     )
     study_sub.add_parser("list", help="the study files")
+    study_headline = study_sub.add_parser(
+        "headline", help="print the README's headline block, generated from the study its markers name"
+    )
+    study_headline.add_argument("--write", action="store_true", help="rewrite the block in README.md")
     # what `taloop run` does not know goes to dvc repro (`taloop run -s warmup`)
     args, rest = parser.parse_known_args(argv)
     if rest and args.command != "run":
@@ -113,6 +118,14 @@ def _study(args: argparse.Namespace) -> None:
         )
         if not args.dry_run:
             studies_engine.report(args.name)
+    elif args.study_command == "headline":
+        if args.write:
+            log.info(
+                "README.md: headline regenerated from study %s", studies_headline.write(Path("README.md"))
+            )
+        else:
+            name, _ = studies_headline.in_readme(Path("README.md").read_text())
+            sys.stdout.write(studies_headline.headline(name) + "\n")
     else:
         studies_engine.report(args.name, kept_only=args.kept_only)
 

@@ -1,7 +1,7 @@
 """The decode loop's KV cache and prefill (taloop.generation._decode).
 
 Two costs of transformers' DynamicCache that the profile of evaluation showed (benchmarks/run.py,
-README "Performance"), removed without changing a computed value:
+docs/performance.md), removed without changing a computed value:
 
 - DynamicLayer grows by concatenation, copying a row's whole cache at every decode step; a
   :class:`PreallocatedLayer` writes each step in place into buffers sized for the whole decoding.
@@ -11,7 +11,7 @@ README "Performance"), removed without changing a computed value:
 :func:`prefill` runs the tokens every prompt of a batch opens with (chat template, system
 prompt, task instructions: about 55 of the default's 90 prompt tokens) once instead of once per
 row. That computes the same values in another order: exact in real arithmetic, but under bf16
-a greedy token on a near-tie can flip (7-8 of 80 default outputs changed, README "Decoding").
+a greedy token on a near-tie can flip (7-8 of 80 default outputs changed, docs/performance.md, "Decoding").
 """
 
 from __future__ import annotations

@@ -296,6 +296,9 @@ def report(name: str, repo: Path = Path(), kept_only: bool = False) -> Path:
     out = repo / spec.KEPT_DIR / name
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(markdown)
+    figure = page.main_figure(name, result)
+    if figure is not None:
+        out.with_suffix(".svg").write_text(figure)
     titles = {n: f"{n}: {spec.load(n, repo).description}" for n in spec.available(repo)}
     (repo / spec.KEPT_DIR / "index.html").write_text(page.page(repo / spec.KEPT_DIR, titles))
     log.info("study %s: %s -> %s.{json,md}", name, result["note"], out)

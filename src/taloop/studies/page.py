@@ -244,6 +244,16 @@ def _effect_size_section(
     return _section(name, title, figures, markdown) + (missing if map_expected and len(rows) < 2 else "")
 
 
+def main_figure(name: str, result: dict[str, Any]) -> str | None:
+    """The study's leading figure as SVG (the one a README can show), None where it has none."""
+    if "settings" in result:
+        return headroom_figure(result)
+    if "arms" in result:
+        return ta_quality_figure(result) if result["arms"] else None
+    rows = result.get("error_rate_map", [])
+    return map_figure(rows) if name == "map" and len(rows) > 1 else None
+
+
 def page(studies: Path, titles: dict[str, str]) -> str:
     """The page over the studies in ``titles`` (study name -> section title) that have results."""
     sections, contents = [], []

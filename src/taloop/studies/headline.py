@@ -1,0 +1,100 @@
+"""The README's headline, generated from a published study's JSON so that every number in it
+is the study's. The README's markers name the study (``<!-- headline:start map -->``);
+``taloop study headline`` prints the block from that study's JSON, ``--write`` puts it into the
+README, and a test holds the README's copy to it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from taloop.studies import spec
+
+START = "<!-- headline:start {name} -->"
+END = "<!-- headline:end -->"
+_START = re.compile(r"<!-- headline:start (\S+) -->\n")
+
+
+def _points(x: float) -> str:
+    return f"{x * 100:+.1f}"
+
+
+def _ci(cmp: Mapping[str, Any]) -> str:
+    low, high = cmp["diff_ci"]
+    return f"{_points(cmp['diff'])} ({_points(low)} to {_points(high)})"
+
+
+def _mde(cmp: Mapping[str, Any]) -> str:
+    return "none detectable" if cmp["mde"] is None else f"{cmp['mde'] * 100:.1f}"
+
+
+def _ratio(rec: Mapping[str, Any] | None) -> str:
+    if rec is None or rec["ratio"] is None:
+        return "n/a"
+    if rec["ci_low"] is None and rec["ci_high"] is None:
+        return f"{rec['ratio']:.2f} (unbounded)"
+    bounds = [("unbounded" if b is None else f"{b:.2f}") for b in (rec["ci_low"], rec["ci_high"])]
+    return f"{rec['ratio']:.2f} ({bounds[0]} to {bounds[1]})"
+
+
+def error_rate_map(result: Mapping[str, Any]) -> str:
+    """The error-rate map (report ``effect_size``): per teacher error rate, each variant's mean
+    test accuracy and ta_loop's differences with their intervals and MDEs."""
+    base = result["baseline"]
+    rows = [
+        "| teacher error rate | seeds | ft | two_stage | ta_loop | oracle | ta_loop - ft (95% CI) | MDE "
+        "| ta_loop - two_stage (95% CI) | MDE | oracle - ft (95% CI) | recovery (95% CI) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["error_rate_map"]:
+        acc = r["mean_accuracy"]
+        rec = r["recovery"]
+        oracle = f"{_points(rec['oracle_gain'])} ({_points(rec['oracle_gain_ci'][0])} to " \
+            f"{_points(rec['oracle_gain_ci'][1])})"  # fmt: skip
+        rows.append(
+            f"| {r['error_rate']:g} | {len(r['seeds'])} | "
+            + " | ".join(f"{acc[v] * 100:.1f}" for v in (base, "two_stage", "ta_loop", "oracle"))
+            + f" | {_ci(r['vs_baseline'])} | {_mde(r['vs_baseline'])} | {_ci(r['vs_two_stage'])} | "
+            f"{_mde(r['vs_two_stage'])} | {oracle} | {_ratio(rec)} |"
+        )
+    pooled = result["error_rate_map_pooled"]
+    said = []
+    for key in ("vs_baseline", "vs_two_stage"):
+        p = pooled[key]
+        said.append(
+            f"against {p['against']} {_ci(p)} points, lower in {p['losses']} of {p['cells']} cells "
+            f"(sign test p = {p['sign_test_p']:.3f})"
+        )
+    return "\n".join(rows) + (
+        f"\n\nPooled over the cells (exploratory: one effect at every error rate), ta_loop came out "
+        f"{said[0]}, and {said[1]}."
+    )
+
+
+def headline(name: str, root: Path = Path()) -> str:
+    """The headline block of study ``name`` (markers included) from its published JSON."""
+    result = json.loads((root / spec.KEPT_DIR / f"{name}.json").read_text())
+    if "error_rate_map" not in result:
+        raise spec.StudyError(f"study {name}: its report has no headline form (only the error-rate map has)")
+    return f"{START.format(name=name)}\n{error_rate_map(result)}\n{END}"
+
+
+def in_readme(readme: str) -> tuple[str, str]:
+    """The study the README's headline block names and the block as it stands there."""
+    found = _START.search(readme)
+    if found is None or END not in readme[found.end() :]:
+        raise spec.StudyError("the README has no headline block (<!-- headline:start <study> --> ... end)")
+    end = readme.index(END, found.end()) + len(END)
+    return found.group(1), readme[found.start() : end]
+
+
+def write(readme_path: Path, root: Path = Path()) -> str:
+    """Regenerate the README's headline block in place; returns the study it came from."""
+    text = readme_path.read_text()
+    name, block = in_readme(text)
+    readme_path.write_text(text.replace(block, headline(name, root)))
+    return name
