@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from taloop.reporting import ta_map
-from taloop.studies import page, spec, ta_quality
+from taloop.studies import headline, page, spec, ta_quality
 
 TASKS = np.repeat(["a", "b", "c", "d"], 20)
 IDS = np.array([f"q{i:02d}" for i in range(80)])
@@ -262,3 +262,25 @@ def test_the_studies_page_draws_the_gain_against_auc_with_its_levels(tmp_path: P
         "shared blind spot",
     ):
         assert label in html, label
+
+
+def test_the_readme_headline_of_a_ta_quality_map_holds_its_numbers() -> None:
+    runs = study_cells()
+    runs += [cell("calibrated", 0.9, s, 0.0, **{"ta.blind_spot": "shared"}) for s in range(5)]
+    result = json.loads(json.dumps(ta_quality.summarise(runs, ARMS)))
+    text = headline.ta_quality(result)
+    header, _, *rows = [line.strip("|").split(" | ") for line in text.split("\n\n")[0].splitlines()]
+    header = [h.strip() for h in header]
+    by_label = {r[0].strip(): dict(zip(header, (c.strip() for c in r), strict=True)) for r in rows}
+    assert list(by_label)[:6] == [f"{a:.2f}" for a in AUCS] and "0.90, blind spot shared" in by_label
+    for arm in ARMS:
+        for row in result["arms"][arm]["curve"]:
+            shown = by_label[f"{row['auc']:.2f}"]
+            lo, hi = row["vs_baseline"]["diff_ci"]
+            assert shown[f"{arm} - ft (95% CI)"] == (
+                f"{row['vs_baseline']['diff'] * 100:+.1f} ({lo * 100:+.1f} to {hi * 100:+.1f})"
+            )
+            assert shown[f"ta_loop {arm}"] == f"{row['mean_accuracy']['ta_loop'] * 100:.1f}"
+            assert shown["oracle"] == f"{row['mean_accuracy']['oracle'] * 100:.1f}"
+    assert by_label["0.90, blind spot shared"]["ta_loop rank"] == "-"  # rank ran no blind-spot cells
+    assert "**calibrated** (seeds 0, 1, 2, 3, 4): break-even AUC 0.7" in text

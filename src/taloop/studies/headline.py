@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from taloop.studies import spec
+from taloop.studies.ta_quality import _break_even_line
 
 START = "<!-- headline:start {name} -->"
 END = "<!-- headline:end -->"
@@ -75,12 +76,61 @@ def error_rate_map(result: Mapping[str, Any]) -> str:
     )
 
 
+def _arm_cells(row: Mapping[str, Any] | None) -> list[str]:
+    if row is None:
+        return ["-", "-", "-"]
+    vs_two = row["vs_two_stage"]
+    return [
+        f"{row['mean_accuracy']['ta_loop'] * 100:.1f}",
+        _ci(row["vs_baseline"]),
+        _ci(vs_two) if vs_two else "-",
+    ]
+
+
+def ta_quality(result: Mapping[str, Any]) -> str:
+    """The TA-quality map (report ``ta_quality``): per TA AUC the levels (ft, two_stage, the
+    oracle) and each arm's ta_loop against ft and two_stage; the blind-spot and real-TA cells
+    below the curve's rows; then each arm's break-even AUC."""
+    base = result["baseline"]
+    arms = list(result["arms"])
+    header = ["TA AUC", "seeds", base, "two_stage", "oracle"]
+    for arm in arms:
+        header += [f"ta_loop {arm}", f"{arm} - {base} (95% CI)", f"{arm} - two_stage (95% CI)"]
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    # (0 curve, 1 blind spot, 2 real TA; the row's label) -> arm -> row
+    keyed: dict[tuple[int, str], dict[str, Mapping[str, Any]]] = {}
+    for arm in arms:
+        entry = result["arms"][arm]
+        for r in entry["curve"]:
+            keyed.setdefault((0, f"{r['auc']:.2f}"), {})[arm] = r
+        for r in entry["blind_spot"]:
+            keyed.setdefault((1, f"{r['auc']:.2f}, blind spot shared"), {})[arm] = r
+        for r in entry["real"]:
+            keyed.setdefault((2, f"{r['ta']} (measured {r['auc']:.2f})"), {})[arm] = r
+    for (_, label), by_arm in sorted(keyed.items()):
+        first = next(iter(by_arm.values()))
+        acc = first["mean_accuracy"]
+        cells = [label, str(len(first["seeds"]))]
+        cells += [f"{acc[v] * 100:.1f}" if v in acc else "-" for v in (base, "two_stage", "oracle")]
+        for arm in arms:
+            cells += _arm_cells(by_arm.get(arm))
+        rows.append("| " + " | ".join(cells) + " |")
+    lines = [_break_even_line(arm, result["arms"][arm].get("break_even")) for arm in arms]
+    return "\n".join(rows) + "\n\n" + "\n".join(lines)
+
+
 def headline(name: str, root: Path = Path()) -> str:
     """The headline block of study ``name`` (markers included) from its published JSON."""
     result = json.loads((root / spec.KEPT_DIR / f"{name}.json").read_text())
-    if "error_rate_map" not in result:
-        raise spec.StudyError(f"study {name}: its report has no headline form (only the error-rate map has)")
-    return f"{START.format(name=name)}\n{error_rate_map(result)}\n{END}"
+    if "arms" in result:
+        block = ta_quality(result)
+    elif result.get("error_rate_map"):
+        block = error_rate_map(result)
+    else:
+        raise spec.StudyError(
+            f"study {name}: no headline form (the error-rate map and TA-quality map have one)"
+        )
+    return f"{START.format(name=name)}\n{block}\n{END}"
 
 
 def in_readme(readme: str) -> tuple[str, str]:
