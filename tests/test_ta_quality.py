@@ -18,6 +18,7 @@ from taloop.studies import headline, page, spec, ta_quality
 TASKS = np.repeat(["a", "b", "c", "d"], 20)
 IDS = np.array([f"q{i:02d}" for i in range(80)])
 AUCS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+TASK_KEYS = {f"data.tasks.{t}.source": "crafted" for t in "abcd"}  # validated params name every task
 SCOPE = {
     "student.model": "tiny", "teacher.backend": "simulated", "teacher.error_rate": 0.2, "budget.queries": 192,
 }  # fmt: skip
@@ -56,10 +57,11 @@ def cell(
     p = {**ta, **ARMS[arm], **params}
     return {
         "name": f"auc{auc}-{arm}-s{seed}", "seed": seed, "baseline": "ft", "params": p,
+        "resolved": {**p, **TASK_KEYS, "ta.seed": seed},
         "accuracy": {v: float(c.mean()) for v, c in correct.items()}, "correct": correct,
         "tasks": TASKS, "ids": IDS,
         "calibration": {
-            "chosen": {"measure": "m"}, "teacher_wrong_rate": 0.2,
+            "chosen": {"measure": "m"}, "teacher_wrong_rate": 0.2, "replies": 100,
             "auc": {"ta_teacher": {"m": {"auc": 0.58}}, "ta_student": {"m": {"auc": 0.55}}},
         },
     }  # fmt: skip
@@ -161,21 +163,30 @@ def test_a_cell_of_no_arm_is_named() -> None:
         ta_quality.summarise(runs, ARMS)
 
 
-def _user(auc: float = 0.73, wrong_rate: float = 0.2, **params: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+def _user(
+    auc: float | None = 0.73, wrong_rate: float = 0.2, ci: tuple[float, float] | None = None, **params: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """A run's flattened params (the validated kind: every task has keys) and its calibration."""
-    flat = {**SCOPE, **ARMS["calibrated"], **{f"data.tasks.{t}.source": "crafted" for t in "abcd"}, **params}
+    flat = {**SCOPE, **ARMS["calibrated"], **TASK_KEYS, "ta.backend": "model", **params}
+    low, high = ci or (None, None)
     calibration = {
-        "chosen": {"measure": "m"}, "teacher_wrong_rate": wrong_rate,
-        "auc": {"ta_teacher": {"m": {"auc": auc}}, "ta_student": {"m": {"auc": 0.61}}},
+        "chosen": {"measure": "m"}, "teacher_wrong_rate": wrong_rate, "replies": 100,
+        "auc": {"ta_teacher": {"m": {"auc": auc, "ci_low": low, "ci_high": high}},
+                "ta_student": {"m": {"auc": 0.61}}},
     }  # fmt: skip
     return flat, calibration
 
 
+def _published() -> dict[str, Any]:
+    return json.loads(json.dumps(ta_quality.summarise(study_cells(), ARMS), default=float))
+
+
 def test_a_run_inside_the_map_gets_the_curves_prediction_at_its_measured_auc() -> None:
-    published = json.loads(json.dumps(ta_quality.summarise(study_cells(), ARMS), default=float))
+    published = _published()
     assert published["scope"]["tasks"] == ["a", "b", "c", "d"]
-    assert published["scope"]["params"] == {k: v for k, v in SCOPE.items() if k != "teacher.backend"}
-    got = ta_map.predict(published, *_user(0.73))
+    assert published["scope"]["params"] == {**SCOPE, **TASK_KEYS}  # ta.* is the map's axis, seeds differ
+    assert published["scope"]["varies"] == ["signals.selection", "stage2.weighting"]  # the arms
+    got = ta_map.predict(published, *_user(0.73, ci=(0.6, 0.86)))
     curve = ta_quality.break_even(
         {a: [r for r in study_cells() if r["params"]["ta.auc_teacher"] == a and r["params"][
             "stage2.weighting"] == "calibrated"] for a in AUCS}, "ft")  # fmt: skip
@@ -183,10 +194,15 @@ def test_a_run_inside_the_map_gets_the_curves_prediction_at_its_measured_auc() -
     assert got["status"] == "predicted" and got["arm"] == "calibrated"
     assert got["gain"] == pytest.approx(want["gain"])
     assert [got["ci_low"], got["ci_high"]] == pytest.approx(want["ci"])
-    assert got["break_even"] == pytest.approx(0.75, abs=0.03)
+    # one run scatters more than the map's mean is uncertain
+    assert got["one_run"][0] < got["ci_low"] < got["ci_high"] < got["one_run"][1]
+    low, high = got["over_auc_interval"]  # the gain rises with AUC: the AUC's interval maps onto it
+    assert low == pytest.approx(np.interp(0.6, curve["aucs"], curve["gain"]))
+    assert high == pytest.approx(np.interp(0.86, curve["aucs"], curve["gain"]))
+    assert got["break_even"]["auc"] == pytest.approx(0.75, abs=0.03)
     text = ta_map.sentence(got)
-    assert "measured 0.730 on validation" in text and "seeds 0, 1, 2, 3, 4" in text
-    assert "scored 0.610 on the student's" in text  # the map's TA was alike on both sides; this one not
+    assert "measured 0.730 on validation (95% CI 0.60 to 0.86)" in text and "seeds 0, 1, 2, 3, 4" in text
+    assert "this run's TA measured 0.610; the map's simulated TA at AUC 0.7 measured 0.550" in text
 
 
 @pytest.mark.parametrize(
@@ -195,29 +211,34 @@ def test_a_run_inside_the_map_gets_the_curves_prediction_at_its_measured_auc() -
         (_user(**{"student.model": "other"}), "student.model: yours 'other'; the map's 'tiny'"),
         (_user(**{"data.tasks.e.source": "crafted"}), "tasks: yours a, b, c, d, e"),
         (_user(**{"teacher.error_rate": 0.4}), "teacher.error_rate: yours 0.4"),
+        (_user(**{"stage2.combine": "gate"}), "stage2.combine: yours 'gate'; the map's '(not set)'"),
         (_user(wrong_rate=0.35, **{"teacher.backend": "openai"}), "teacher wrong rate on validation: yours"),
         (_user(**{"signals.selection": "as_listed"}), "weighting: yours signals.selection='as_listed'"),
-        (_user(0.45), "TA AUC 0.450: the map ran 0.5 to 1"),
-        (_user(None), "could not be measured"),  # type: ignore[arg-type]
+        (_user(**{"ta.backend": "simulated", "ta.blind_spot": "shared"}), "ta.blind_spot"),
+        (_user(0.45), "TA AUC 0.450 and its interval lie outside the map's 0.5 to 1"),
+        (_user(0.4, ci=(0.3, 0.48)), "TA AUC 0.400 and its interval lie outside"),
+        (_user(None), "could not be measured"),
     ],
 )
 def test_a_run_outside_the_map_is_told_why(user: tuple[dict[str, Any], dict[str, Any]], reason: str) -> None:
-    published = ta_quality.summarise(study_cells(), ARMS)
-    got = ta_map.predict(published, *user)
+    got = ta_map.predict(_published(), *user)
     assert got["status"] == "outside" and any(reason in r for r in got["reasons"]), got["reasons"]
     assert "does not cover this run" in ta_map.sentence(got)
 
 
-def test_a_real_teacher_near_the_maps_error_rate_is_inside_it() -> None:
-    published = ta_quality.summarise(study_cells(), ARMS)
-    real = {"teacher.backend": "openai", "teacher.error_rate": 0.0}  # its rate param unused
-    got = ta_map.predict(published, *_user(wrong_rate=0.23, **real))
-    assert got["status"] == "predicted"
+def test_runs_within_noise_of_the_map_are_inside_it() -> None:
+    published = _published()
+    real = {"teacher.backend": "openai", "teacher.error_rate": 0.0}  # a real teacher's rate param is unused
+    assert ta_map.predict(published, *_user(wrong_rate=0.25, **real))["status"] == "predicted"
+    assert ta_map.predict(published, *_user(**{"budget.queries": 192.0000000001}))["status"] == "predicted"
+    edge = ta_map.predict(published, *_user(0.45, ci=(0.3, 0.6)))  # below the map, its interval reaching it
+    assert edge["status"] == "predicted" and edge["placed_at"] == 0.5
+    assert "placed at the map's edge, AUC 0.5" in ta_map.sentence(edge)
 
 
 def test_without_a_published_map_the_report_says_so() -> None:
     got = ta_map.predict(None, *_user())
-    assert got["status"] == "no_map" and "No published TA-quality map" in ta_map.sentence(got)
+    assert got["status"] == "no_map" and "No TA-quality map is published" in ta_map.sentence(got)
 
 
 def test_arms_and_linked_params_expand_into_cells(tmp_path: Path) -> None:
@@ -277,10 +298,10 @@ def test_the_readme_headline_of_a_ta_quality_map_holds_its_numbers() -> None:
         for row in result["arms"][arm]["curve"]:
             shown = by_label[f"{row['auc']:.2f}"]
             lo, hi = row["vs_baseline"]["diff_ci"]
-            assert shown[f"{arm} - ft (95% CI)"] == (
+            assert shown[f"ta_loop ({arm}) - ft (95% CI)"] == (
                 f"{row['vs_baseline']['diff'] * 100:+.1f} ({lo * 100:+.1f} to {hi * 100:+.1f})"
             )
-            assert shown[f"ta_loop {arm}"] == f"{row['mean_accuracy']['ta_loop'] * 100:.1f}"
+            assert shown[f"ta_loop ({arm})"] == f"{row['mean_accuracy']['ta_loop'] * 100:.1f}"
             assert shown["oracle"] == f"{row['mean_accuracy']['oracle'] * 100:.1f}"
-    assert by_label["0.90, blind spot shared"]["ta_loop rank"] == "-"  # rank ran no blind-spot cells
+    assert by_label["0.90, blind spot shared"]["ta_loop (rank)"] == "-"  # rank ran no blind-spot cells
     assert "**calibrated** (seeds 0, 1, 2, 3, 4): break-even AUC 0.7" in text

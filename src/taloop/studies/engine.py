@@ -29,9 +29,18 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
+from taloop.config import validate_params
 from taloop.profiles import flatten
 from taloop.studies import aggregate, headroom, keep, page, spec, ta_quality
-from taloop.studies.sources import CellFiles, ExperimentCell, KeptCell, headroom_cell, load_run, read_json
+from taloop.studies.sources import (
+    CellFiles,
+    ExperimentCell,
+    KeptCell,
+    headroom_cell,
+    load_run,
+    params,
+    read_json,
+)
 
 log = logging.getLogger(__name__)
 POLL_S = 2.0
@@ -277,7 +286,14 @@ def aggregate_study(name: str, cells: Sequence[CellFiles], repo: Path = Path()) 
         summary = {**headroom.summarise([*legacy, *pipeline.values()]), "note": note}
         return summary, headroom.markdown(summary)
     if study.report == "ta_quality":
-        runs = [load_run(c) | {"calibration": read_json(c, "metrics/calibration.json")} for c in cells]
+        runs = [
+            load_run(c)
+            | {
+                "calibration": read_json(c, "metrics/calibration.json"),
+                "resolved": flatten(validate_params(params(c), c.name).model_dump(mode="json")),
+            }
+            for c in cells
+        ]
         note = _note(len(cells) - from_experiments, from_experiments)
         summary = {**ta_quality.summarise(runs, study.arms), "note": note}
         return summary, ta_quality.markdown(summary)

@@ -47,8 +47,9 @@ def error_rate_map(result: Mapping[str, Any]) -> str:
     test accuracy and ta_loop's differences with their intervals and MDEs."""
     base = result["baseline"]
     rows = [
-        "| teacher error rate | seeds | ft | two_stage | ta_loop | oracle | ta_loop - ft (95% CI) | MDE "
-        "| ta_loop - two_stage (95% CI) | MDE | oracle - ft (95% CI) | recovery (95% CI) |",
+        "| teacher error rate | seeds | ft | two_stage | ta_loop | oracle | ta_loop - ft (95% CI) "
+        "| MDE (seeds) | ta_loop - two_stage (95% CI) | MDE (seeds) | oracle - ft (95% bootstrap CI) "
+        "| recovery (95% bootstrap CI) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["error_rate_map"]:
@@ -93,9 +94,13 @@ def ta_quality(result: Mapping[str, Any]) -> str:
     below the curve's rows; then each arm's break-even AUC."""
     base = result["baseline"]
     arms = list(result["arms"])
-    header = ["TA AUC", "seeds", base, "two_stage", "oracle"]
+    header = ["TA AUC (set; real TA: measured)", "seeds", base, "two_stage", "oracle"]
     for arm in arms:
-        header += [f"ta_loop {arm}", f"{arm} - {base} (95% CI)", f"{arm} - two_stage (95% CI)"]
+        header += [
+            f"ta_loop ({arm})",
+            f"ta_loop ({arm}) - {base} (95% CI)",
+            f"ta_loop ({arm}) - two_stage (95% CI)",
+        ]
     rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     # (0 curve, 1 blind spot, 2 real TA; the row's label) -> arm -> row
     keyed: dict[tuple[int, str], dict[str, Mapping[str, Any]]] = {}
@@ -109,6 +114,8 @@ def ta_quality(result: Mapping[str, Any]) -> str:
             keyed.setdefault((2, f"{r['ta']} (measured {r['auc']:.2f})"), {})[arm] = r
     for (_, label), by_arm in sorted(keyed.items()):
         first = next(iter(by_arm.values()))
+        if any(r["seeds"] != first["seeds"] for r in by_arm.values()):
+            raise spec.StudyError(f"headline row {label}: the arms ran different seeds; run them alike first")
         acc = first["mean_accuracy"]
         cells = [label, str(len(first["seeds"]))]
         cells += [f"{acc[v] * 100:.1f}" if v in acc else "-" for v in (base, "two_stage", "oracle")]

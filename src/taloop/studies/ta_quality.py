@@ -115,7 +115,9 @@ def break_even(groups: Mapping[float, Sequence[dict[str, Any]]], baseline: str) 
     boot = _diff_resamples(ordered, baseline)
     grid = np.round(np.arange(aucs[0], aucs[-1] + 5e-4, 1e-3), 3)
     low, high = _band(boot, per_seed, aucs, grid)
-    inside = grid[(low <= 0) & (high >= 0)]
+    mask = (low <= 0) & (high >= 0)
+    inside = grid[mask]
+    stretch = np.flatnonzero(mask)
     points = np.array([crossing(aucs, row) for row in boot])
     point = crossing(aucs, mean.tolist())
     return {
@@ -127,6 +129,8 @@ def break_even(groups: Mapping[float, Sequence[dict[str, Any]]], baseline: str) 
         "ci_low": float(inside.min()) if inside.size and inside.min() > aucs[0] else None,
         "ci_high": float(inside.max()) if inside.size and inside.max() < aucs[-1] else None,
         "confidence_set_empty": not inside.size,
+        # the band can touch zero in more than one stretch: then low..high is its hull
+        "confidence_set_contiguous": bool(not stretch.size or stretch[-1] - stretch[0] + 1 == stretch.size),
         "share_never": float(np.mean(points == math.inf)),
         "share_always": float(np.mean(points == -math.inf)),
         "share_several_crossings": float(np.mean(crossings(boot) > 1)),
@@ -147,18 +151,27 @@ def predicted_gain(curve: Mapping[str, Any], auc: float) -> dict[str, Any] | Non
 
 def _prediction(curve: Mapping[str, Any]) -> dict[str, list[float]]:
     aucs = curve["aucs"]
-    grid = np.round(np.arange(aucs[0], aucs[-1] + GRID_STEP / 2, GRID_STEP), 3)
+    grid = np.arange(aucs[0], aucs[-1] + GRID_STEP / 2, GRID_STEP)
+    grid = np.unique(np.round(np.concatenate([grid[grid <= aucs[-1]], aucs]), 3))  # the AUCs run included
     band = _band(curve["gain_resamples"], curve["per_seed_gain"], aucs, grid)
-    return prediction_grid(grid, np.interp(grid, aucs, curve["gain"]), band)
+    per_seed = curve["per_seed_gain"] @ _interpolation(aucs, grid).T  # (k, len(grid))
+    seed_sd = per_seed.std(axis=0, ddof=1) if per_seed.shape[0] > 1 else np.full(grid.size, np.nan)
+    return prediction_grid(grid, np.interp(grid, aucs, curve["gain"]), band, seed_sd)
+
+
+def _mean_of(values: list[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return float(np.mean(known)) if known else None
 
 
 def _row(group: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
     have = set.intersection(*(set(r["accuracy"]) for r in group))
-    measured = [measured_ta_auc(r["calibration"]) for r in group]
     return {
         "seeds": sorted(r["seed"] for r in group),
-        # the TA's AUC as calibrate_signals measured it on validation (a simulated TA's realised one)
-        "measured_auc": float(np.mean([m for m in measured if m is not None])) if any(measured) else None,
+        # the TA's AUC as calibrate_signals measured it on validation (a simulated TA's realised
+        # one), at flagging wrong teacher replies and wrong student answers
+        "measured_auc": _mean_of([measured_ta_auc(r["calibration"]) for r in group]),
+        "measured_student_auc": _mean_of([measured_ta_auc(r["calibration"], "ta_student") for r in group]),
         "mean_accuracy": {v: float(np.mean([r["accuracy"][v] for r in group])) for v in sorted(have)},
         "vs_baseline": compare(group, METHOD, baseline),
         "vs_two_stage": compare(group, METHOD, "two_stage") if "two_stage" in have else None,
@@ -168,7 +181,8 @@ def _row(group: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
 
 def summarise(runs: list[dict[str, Any]], arms: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
     """``runs``: :func:`taloop.studies.sources.load_run` cells, each with its ``calibration``
-    (metrics/calibration.json) added; ``arms``: the study's."""
+    (metrics/calibration.json) and ``resolved`` params (validated, every default filled in,
+    flattened) added; ``arms``: the study's."""
     baseline = runs[0]["baseline"]
     by_arm: dict[str, dict[str, dict[float, list[dict[str, Any]]]]] = defaultdict(lambda: defaultdict(dict))
     for run in runs:
@@ -183,11 +197,7 @@ def summarise(runs: list[dict[str, Any]], arms: Mapping[str, Mapping[str, Any]])
     out: dict[str, Any] = {
         "baseline": baseline,
         "method": METHOD,
-        "scope": scope_of(
-            [r["params"] for r in curve_cells],
-            sorted({str(t) for r in curve_cells for t in r["tasks"]}),
-            [r["calibration"]["teacher_wrong_rate"] for r in curve_cells],
-        ),
+        "scope": scope_of([r["resolved"] for r in curve_cells], [r["calibration"] for r in curve_cells]),
         "arms": {},
     }
     for arm, kinds in by_arm.items():
@@ -209,7 +219,9 @@ def summarise(runs: list[dict[str, Any]], arms: Mapping[str, Mapping[str, Any]])
         entry["real"] = []
         for model, group in sorted(kinds.get("real", {}).items()):
             measured = [measured_ta_auc(r["calibration"]) for r in group]
-            auc = float(np.mean(measured))
+            auc = _mean_of(measured)
+            if auc is None:
+                raise ValueError(f"real TA {model}: its validation AUC could not be measured in any cell")
             entry["real"].append({
                 **_row(group, baseline), "ta": model, "auc": auc, "measured_auc_per_seed": measured,
                 "curve_predicts": predicted_gain(curve, auc) if curve else None,
@@ -245,6 +257,8 @@ def _break_even_line(arm: str, be: Mapping[str, Any] | None) -> str:
         lo = f"{be['ci_low']:.3f}" if be["ci_low"] is not None else f"{first:g} or below"
         hi = f"{be['ci_high']:.3f}" if be["ci_high"] is not None else f"{last:g} or above (possibly never)"
         interval = f"95% confidence set {lo} to {hi}"
+        if not be.get("confidence_set_contiguous", True):
+            interval += " (not one interval: the gain's band touches zero in more than one stretch)"
     return (
         f"- **{arm}** (seeds {', '.join(map(str, be['seeds']))}): break-even {point}; {interval} "
         f"(the AUCs where the gain's interval contains 0). In the resamples ta_loop never gains in "
