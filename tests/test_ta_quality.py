@@ -305,3 +305,15 @@ def test_the_readme_headline_of_a_ta_quality_map_holds_its_numbers() -> None:
             assert shown["oracle"] == f"{row['mean_accuracy']['oracle'] * 100:.1f}"
     assert by_label["0.90, blind spot shared"]["ta_loop (rank)"] == "-"  # rank ran no blind-spot cells
     assert "**calibrated** (seeds 0, 1, 2, 3, 4): break-even AUC 0.7" in text
+
+
+def test_pooling_ranks_the_arms_and_compares_the_two_leading_on_shared_cells() -> None:
+    pool = ta_quality.summarise(study_cells(), ARMS)["pooled"]
+    assert pool["ranking"] == ["calibrated", "rank"]  # calibrated's mean gain is 0 over AUCs; rank's -5
+    calibrated, rank = pool["vs_baseline"]["calibrated"], pool["vs_baseline"]["rank"]
+    assert calibrated["seeds"] == rank["seeds"] == 30
+    lead = pool["lead"]
+    assert lead["arms"] == ["calibrated", "rank"] and lead["seeds"] == 30
+    assert lead["diff"] == pytest.approx(calibrated["diff"] - rank["diff"])
+    assert lead["diff_ci"][0] > 0  # 5 points on every cell's same items: clear of zero
+    assert "calibrated leads rank by +" in ta_quality.markdown(ta_quality.summarise(study_cells(), ARMS))

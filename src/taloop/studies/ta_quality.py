@@ -227,6 +227,38 @@ def summarise(runs: list[dict[str, Any]], arms: Mapping[str, Mapping[str, Any]])
                 "curve_predicts": predicted_gain(curve, auc) if curve else None,
             })  # fmt: skip
         out["arms"][arm] = entry
+    curves = {arm: kinds["curve"] for arm, kinds in by_arm.items() if kinds.get("curve")}
+    out["pooled"] = pooled(curves, baseline) if curves else None
+    return out
+
+
+def _cells(groups: Mapping[float, Sequence[dict[str, Any]]]) -> dict[tuple[float, int], dict[str, Any]]:
+    return {(auc, r["seed"]): r for auc, group in groups.items() for r in group}
+
+
+def pooled(curves: Mapping[str, Mapping[float, Sequence[dict[str, Any]]]], baseline: str) -> dict[str, Any]:
+    """Each arm's ta_loop - baseline pooled over every curve cell it ran (exploratory: it
+    assumes one gain at every AUC; resampled within each AUC), and the two leading arms
+    compared on the (AUC, seed) cells both ran: which arm a validation study picks."""
+    per_arm = {}
+    for arm, groups in curves.items():
+        cells = list(_cells(groups).values())
+        per_arm[arm] = compare(cells, METHOD, baseline, strata=[r["params"]["ta.auc_teacher"] for r in cells])
+    ranked = sorted(per_arm, key=lambda a: per_arm[a]["diff"], reverse=True)
+    out: dict[str, Any] = {"vs_baseline": per_arm, "ranking": ranked, "lead": None}
+    if len(ranked) >= 2:
+        first, second = (_cells(curves[a]) for a in ranked[:2])
+        both = sorted(set(first) & set(second))
+        merged = [
+            {
+                **first[k],
+                "accuracy": {"lead": first[k]["accuracy"][METHOD], "next": second[k]["accuracy"][METHOD]},
+                "correct": {"lead": first[k]["correct"][METHOD], "next": second[k]["correct"][METHOD]},
+            }
+            for k in both
+        ]
+        if merged:
+            out["lead"] = {"arms": ranked[:2], **compare(merged, "lead", "next", strata=[k[0] for k in both])}
     return out
 
 
@@ -306,4 +338,27 @@ def markdown(result: Mapping[str, Any]) -> str:
                     f"{_ci(r['vs_baseline'])}."
                 )
         lines.append("")
+    lines += _pooled_lines(result.get("pooled"), base)
     return "\n".join(lines)
+
+
+def _pooled_lines(pool: Mapping[str, Any] | None, base: str) -> list[str]:
+    if not pool:
+        return []
+    lines = [
+        "## Pooled over the AUCs run (exploratory: one gain at every AUC)",
+        "",
+        f"| arm | cells | ta_loop - {base} (95% CI) | MDE (seeds; items) |",
+        "|---|---|---|---|",
+    ]
+    for arm in pool["ranking"]:
+        cmp = pool["vs_baseline"][arm]
+        lines.append(f"| {arm} | {cmp['seeds']} | {_points(cmp)} |")
+    lead = pool["lead"]
+    if lead is not None:
+        first, second = lead["arms"]
+        lines += [
+            "",
+            f"- {first} leads {second} by {_ci(lead)} points over the {lead['seeds']} cells both ran.",
+        ]
+    return [*lines, ""]
