@@ -110,6 +110,7 @@ def test_each_auc_row_compares_ta_loop_with_ft_and_two_stage_and_the_oracle() ->
     assert top["vs_two_stage"]["diff"] == pytest.approx(top["vs_baseline"]["diff"])
     assert top["recovery"]["ratio"] == pytest.approx(7.8 / 12)
     assert top["vs_baseline"]["mde"] is not None and top["seeds"] == [0, 1, 2, 3, 4]
+    assert top["vs_oracle"]["diff"] == pytest.approx(top["vs_baseline"]["diff"] - 12 / 80)  # oracle +12
 
 
 def test_blind_spot_and_real_ta_cells_sit_beside_the_curve_with_its_prediction() -> None:

@@ -176,6 +176,7 @@ def _row(group: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
         "vs_baseline": compare(group, METHOD, baseline),
         "vs_two_stage": compare(group, METHOD, "two_stage") if "two_stage" in have else None,
         "recovery": recovery(group, METHOD, baseline, "oracle") if "oracle" in have else None,
+        "vs_oracle": compare(group, METHOD, "oracle") if "oracle" in have else None,
     }
 
 
@@ -329,6 +330,12 @@ def markdown(result: Mapping[str, Any]) -> str:
                 _recovery(r["recovery"]),
             ]) + " |")  # fmt: skip
         lines += ["", _break_even_line(arm, entry.get("break_even"))]
+        if entry["curve"] and entry["curve"][-1]["vs_oracle"] is not None:
+            top = entry["curve"][-1]
+            lines.append(
+                f"- at AUC {top['auc']:g}, ta_loop - oracle = {_points(top['vs_oracle'])} "
+                "(difference [95% CI] | MDE): how much of the oracle's data a TA this good recovers."
+            )
         for r in [*entry["blind_spot"], *entry["real"]]:
             predicted = r["curve_predicts"]
             if predicted is not None:
