@@ -123,6 +123,11 @@ def test_one_stage_signals_need_base_student_scores(raw_params: dict[str, Any]) 
     with pytest.raises(ConfigError, match=r"signals\.selection: .*as_listed"):
         validate_params(raw_params)
     raw_params["signals"]["selection"] = "as_listed"
+    # calibrated weights are fitted on the warmed-up student too: caught before anything is bought
+    raw_params["stage2"]["weighting"] = "calibrated"
+    with pytest.raises(ConfigError, match=r"stage2\.weighting: .*rank"):
+        validate_params(raw_params)
+    raw_params["stage2"]["weighting"] = "rank"
     validate_params(raw_params)
 
 

@@ -399,6 +399,13 @@ class Params(_Section):
                 f"calibrate_signals calibrates the warmed-up student's signals, not the base student's "
                 f"that one-stage variants use ({', '.join(needs_base)}); set signals.selection: as_listed",
             )
+        if needs_base and self.stage2.weighting == "calibrated":
+            raise _KeyedError.one(
+                "stage2.weighting",
+                "calibrated weights are fitted on the warmed-up student's validation outputs, not the "
+                f"base student's that one-stage variants use ({', '.join(needs_base)}); "
+                "set stage2.weighting: rank",
+            )
         if self.teacher.batch_api and self.teacher.backend not in ("openai", "anthropic"):
             raise _KeyedError.one(
                 "teacher.batch_api", "only the openai and anthropic backends have batch APIs"
