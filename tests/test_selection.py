@@ -207,7 +207,8 @@ def test_loss_normaliser_is_the_mean_weighted_token_count_times_the_batch() -> N
 
 
 def _params(raw_params: dict[str, Any], **stage2: Any) -> Any:
-    raw = {**raw_params, "stage2": {**raw_params.get("stage2", {}), **stage2}}
+    """These tests are about rank weighting (the paper's); calibrated has its own file."""
+    raw = {**raw_params, "stage2": {**raw_params.get("stage2", {}), "weighting": "rank", **stage2}}
     raw["variants"] = {
         "ft": {"schedule": "one_stage"},
         "two_stage": {"schedule": "two_stage"},
