@@ -175,7 +175,9 @@ def test_variants_share_the_teacher_data(tiny_run: Path) -> None:
         assert sum(t["replies"] for t in per_task) == (16 if m["variant"] == "ft" else 12)
         assert sum(t["kept"] for t in per_task) == m["examples_trained"] and m["train_tokens"] > 0
     assert all(t["wrong_loss_share"] == 0 for t in by_name["oracle"]["per_task"].values())
-    assert by_name["ta_loop"]["signal_plan"]["combine"] in ("mean", "gate")
+    plan = by_name["ta_loop"]["signal_plan"]
+    # the default weighting (chosen on validation: reports/studies/ta_quality_val.md) has no combination
+    assert plan["weighting"] == "calibrated" and "combine" not in plan
     calibration = _json(tiny_run / "metrics/calibration.json")
     assert calibration["split"] == "val" and calibration["replies"] == 8  # 2 validation items x 4 tasks
     assert by_name["ta_loop"]["signal_plan"]["measure"] == calibration["chosen"]["measure"]
