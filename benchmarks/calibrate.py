@@ -19,18 +19,18 @@ from typing import Any
 
 import yaml
 
-from taloop import logs
-from taloop.config import validate_params
-from taloop.evaluation import predict
-from taloop.models import materialize
-from taloop.schedule import epoch_steps, settings, to_example
+from taloop.core import logs
+from taloop.method.schedule import epoch_steps, settings, to_example
+from taloop.params import validate_params
+from taloop.student.evaluation import predict
+from taloop.student.models import materialize
+from taloop.student.training import train_lora
 from taloop.tasks.prompts import render
 from taloop.tasks.registry import get_task
 from taloop.tasks.splits import make_splits
 from taloop.teachers.cache import ReplyCache
 from taloop.teachers.collect import collect, plan_queries
 from taloop.teachers.factory import make_teacher
-from taloop.training import train_lora
 
 log = logging.getLogger("calibrate")
 

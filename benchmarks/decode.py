@@ -33,10 +33,10 @@ from typing import Any
 import torch
 import yaml
 
-from taloop import logs, precision
-from taloop.config import validate_params
-from taloop.generation import generate, states_answer, task_answered, through_answer
-from taloop.models import load_source, load_student, store_for_autocast
+from taloop.core import logs, precision
+from taloop.params import validate_params
+from taloop.student.generation import generate, states_answer, task_answered, through_answer
+from taloop.student.models import load_source, load_student, store_for_autocast
 from taloop.tasks.prompts import render
 from taloop.tasks.registry import get_task
 from taloop.tasks.splits import make_splits
@@ -135,7 +135,7 @@ def main() -> None:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     bf16 = precision.student(params.student.bf16).bf16
-    if bf16:  # as taloop.generation.complete runs the student (the same logits, faster)
+    if bf16:  # as taloop.student.generation.complete runs the student (the same logits, faster)
         store_for_autocast(model, torch.bfloat16)
     sig = params.signals
     settings = {

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from taloop import logs
+from taloop.core import logs
 
 log = logging.getLogger("mutation")
 REPO = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ what the default pipeline's stages would take under ``student.bf16: true`` here.
 Runs in a repository copy where the default pipeline has run (benchmarks/run.py runs it there
 with ``--bf16-units``): LoRA-trains the student for ``--steps`` optimiser steps of the warm-up
 on its replies, and decodes ``--items`` test questions greedily with the baseline's adapter,
-once in fp32 and once under bf16 autocast, the phases timed by taloop.profiling. Under bf16
+once in fp32 and once under bf16 autocast, the phases timed by taloop.core.profiling. Under bf16
 on a CPU without avx512_bf16 a warm-up step took 24x its fp32 time (issue 31), so a whole
 stage-by-stage run under ``true`` would take hours: the figure per stage is the fp32 stage's
 profile with each phase that runs the student scaled by its measured ratio, labelled as such.
@@ -28,15 +28,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from taloop import data, logs, paths, precision, profiling
-from taloop.config import load_params
-from taloop.evaluation import predict
-from taloop.schedule import settings, split_warmup, to_example
-from taloop.training import train_lora
+from taloop.core import logs, paths, precision, profiling
+from taloop.method.schedule import settings, split_warmup, to_example
+from taloop.params import load_params
+from taloop.student.evaluation import predict
+from taloop.student.training import train_lora
+from taloop.tasks import data
 
 log = logging.getLogger("benchmark.precision")
 
-# The phases of taloop.profiling that run the student, and which measured ratio scales each.
+# The phases of taloop.core.profiling that run the student, and which measured ratio scales each.
 TRAINING_PHASES = ("frozen_prefix", "forward", "backward", "optimizer")
 GENERATION_PHASES = ("prefill", "decode")
 

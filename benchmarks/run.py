@@ -12,7 +12,7 @@ earlier revision.
 
 Runs `dvc repro -s <stage>` for each stage in order, in a fresh copy of the repository with
 an empty teacher cache (so nothing is reused from earlier runs), polling the resident memory
-of the stage's process tree and collecting each stage's profile (taloop.profiling: start-up,
+of the stage's process tree and collecting each stage's profile (taloop.core.profiling: start-up,
 named phases, the rest); then reruns collect_teacher to measure the cache. Writes
 results.json and regenerates the performance table in docs/performance.md from it.
 
@@ -23,7 +23,7 @@ and the speed-ups are ratios measured on the same machine at the same time. The 
 teacher (required here) is deterministic, so both copies buy the same replies, under the
 same conditions (an empty cache each: collect_teacher is timed alike); results.json records
 whether the replies did come out identical and which params the two revisions differ in.
-The machine's cache of de-quantised models (taloop.models) is left as it is, so prepare_models
+The machine's cache of de-quantised models (taloop.student.models) is left as it is, so prepare_models
 takes what a new clone on this machine would; its profile shows a "dequantise" phase when that
 cache was empty.
 """
@@ -49,12 +49,13 @@ import numpy as np
 import psutil
 import yaml
 
-from taloop import logs, runtime
-from taloop.config import validate_params
-from taloop.io import read_json, read_jsonl
-from taloop.manifest import numerics
-from taloop.profiles import flatten
-from taloop.profiling import PROFILE_ENV
+from taloop.cli import runtime
+from taloop.core import logs
+from taloop.core.io import read_json, read_jsonl
+from taloop.core.manifest import numerics
+from taloop.core.profiling import PROFILE_ENV
+from taloop.params import validate_params
+from taloop.params.profiles import flatten
 from taloop.reporting.summary import ran_in
 
 REPO = Path(__file__).resolve().parent.parent
@@ -94,7 +95,7 @@ DISJOINT_PHASES = (
     "build_report",
     "write_outputs",
 )
-# Generation time in taloop.generation's profile: the prompt's prefill and the decoding after it.
+# Generation time in taloop.student.generation's profile: the prompt's prefill and the decoding after it.
 GENERATION_PHASES = ("prefill", "decode")
 
 log = logging.getLogger("benchmark")
@@ -142,7 +143,7 @@ def _tree_rss(proc: psutil.Process) -> int:
 
 
 def collect_profile(directory: Path, seconds: float) -> dict[str, Any] | None:
-    """The profile taloop.profiling wrote under ``directory`` for one stage run of ``seconds``
+    """The profile taloop.core.profiling wrote under ``directory`` for one stage run of ``seconds``
     wall time; None when no process wrote one (code from before the profiling, or a stage
     that times no phase).
 
@@ -381,7 +382,7 @@ def bf16_units(copy: Copy, out: Path) -> dict[str, Any]:
 
 def record_stage_times(results: Mapping[str, Any], profile: str | None, probe_s: float, path: Path) -> None:
     """The run's stage times and this machine's speed probe, under the profile's name, for
-    `taloop run`'s estimate (taloop.runtime); other profiles' records stay."""
+    `taloop run`'s estimate (taloop.cli.runtime); other profiles' records stay."""
     record = json.loads(path.read_text()) if path.is_file() else {}
     record[profile or "default"] = {
         "stages": {s: round(r["seconds"], 1) for s, r in results["stages"].items()},

@@ -41,9 +41,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from taloop import logs, precision
-from taloop.io import read_jsonl
-from taloop.manifest import numerics
+from taloop.core import logs, precision
+from taloop.core.io import read_jsonl
+from taloop.core.manifest import numerics
 from taloop.studies import engine, spec
 from taloop.studies.sources import ExperimentCell
 from taloop.studies.sources import read_jsonl as read_cell_jsonl

@@ -19,11 +19,11 @@ from pathlib import Path
 
 import yaml
 
-from taloop import logs
-from taloop.config import validate_params
-from taloop.metrics import grouped_flag_auc
-from taloop.models import load_saved
-from taloop.scoring import ta_scores
+from taloop.core import logs
+from taloop.core.metrics import grouped_flag_auc
+from taloop.method.scoring import ta_scores
+from taloop.params import validate_params
+from taloop.student.models import load_saved
 from taloop.tasks.prompts import render
 from taloop.tasks.registry import get_task
 from taloop.tasks.splits import make_splits

@@ -29,8 +29,8 @@ from pathlib import Path
 
 import yaml
 
-from taloop import logs
-from taloop.config import validate_params
+from taloop.core import logs
+from taloop.params import validate_params
 from taloop.tasks.registry import get_task
 from taloop.tasks.splits import make_splits
 from taloop.teachers.cache import ReplyCache

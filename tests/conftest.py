@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
-from taloop import logs
+from taloop.core import logs
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -40,7 +40,7 @@ def load_benchmark(name: str) -> types.ModuleType:
 @pytest.fixture(scope="module")
 def tiny() -> tuple[Any, Any]:
     """The tiny in-process model and its tokenizer (with a pad token), one per test module."""
-    from taloop.models import TINY_RANDOM, load_source
+    from taloop.student.models import TINY_RANDOM, load_source
 
     model, tok = load_source(TINY_RANDOM)
     if tok.pad_token is None:

@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from taloop.config import Params, validate_params
+from taloop.params import validate_params
+from taloop.params.schema import Params
 
 FAULTS = ("429", "500", "529", "timeout", "malformed", "drop")
 FAKE_KEY = "taloop-test-key-not-a-real-one"

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from taloop.param_trace import TRACE_ENV
-from taloop.profiles import apply_profile, deep_merge
+from taloop.core.param_trace import TRACE_ENV
+from taloop.params.profiles import apply_profile, deep_merge
 
 from .conftest import REPO
 
@@ -27,7 +27,7 @@ GIT_ENV = {
 
 
 def trace_dir(repo: Path) -> Path:
-    """Where the stages run in ``repo`` record the params they read (taloop.param_trace)."""
+    """Where the stages run in ``repo`` record the params they read (taloop.core.param_trace)."""
     return repo.parent / "params-trace"
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from taloop.training import chat_prompt
+from taloop.student.training import chat_prompt
 
 
 def manual_logprobs(model: Any, tok: Any, prompt: str, output: str) -> list[float]:

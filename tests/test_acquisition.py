@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from taloop.acquisition import candidates, choose, remaining_quotas, upfront_plan, warm_count
-from taloop.config import ConfigError, Params, validate_params
-from taloop.schedule import split_warmup
+from taloop.method.acquisition import candidates, choose, remaining_quotas, upfront_plan, warm_count
+from taloop.method.schedule import split_warmup
+from taloop.params import validate_params
+from taloop.params.schema import ConfigError, Params
 from taloop.tasks.base import Example
 from taloop.tasks.splits import make_splits
 from taloop.teachers.collect import plan_queries, total_teacher_metrics

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from taloop.config import TaskSpec
+from taloop.params.schema import TaskSpec
 from taloop.tasks.answers import (
     extract,
     extract_number,

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from taloop.io import read_jsonl
+from taloop.core.io import read_jsonl
 from taloop.teachers.cache import ReplyCache
 
 from .conftest import REPO

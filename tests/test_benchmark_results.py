@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from taloop.profiling import PROFILE_ENV
+from taloop.core.profiling import PROFILE_ENV
 
 from .conftest import REPO, load_benchmark
 from .pipeline import copy_repo
@@ -42,7 +42,7 @@ def test_performance_table_is_generated_from_results_json() -> None:
 
 STAGE_PROCESS = """
 import time
-from taloop.profiling import phase
+from taloop.core.profiling import phase
 
 with phase("model_load"):
     time.sleep(0.2)

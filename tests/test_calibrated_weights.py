@@ -11,11 +11,12 @@ from typing import Any
 import numpy as np
 import pytest
 
-from taloop import calibrated
-from taloop.calibration import decide, signal_plan
-from taloop.config import TA_MEASURES, ConfigError, Params, Stage2Config, VariantSpec, validate_params
-from taloop.schedule import TrainPlan, plan_record
-from taloop.selection import example_weights, task_diagnostics
+from taloop.method import calibrated
+from taloop.method.calibration import decide, signal_plan
+from taloop.method.schedule import TrainPlan, plan_record
+from taloop.method.selection import example_weights, task_diagnostics
+from taloop.params import validate_params
+from taloop.params.schema import TA_MEASURES, ConfigError, Params, Stage2Config, VariantSpec
 
 TASKS = ("chain_sum", "leg_counting", "syllogism", "family_relationships")
 ALL = ["self_consistency", "ta_student", "ta_teacher"]

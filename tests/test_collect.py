@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from taloop.config import Params, validate_params
+from taloop.params import validate_params
+from taloop.params.schema import Params
 from taloop.tasks.base import Example
 from taloop.tasks.registry import get_task
 from taloop.tasks.splits import make_splits

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from taloop.config import Params
+from taloop.params.schema import Params
 from taloop.tasks.registry import get_task
 from taloop.tasks.splits import make_splits
 from taloop.teachers.cache import ReplyCache

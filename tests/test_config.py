@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 import yaml
 
-from taloop.config import ConfigError, load_params, validate_params
-from taloop.profiles import apply_profile
+from taloop.params import load_params, validate_params
+from taloop.params.profiles import apply_profile
+from taloop.params.schema import ConfigError
 from taloop.tasks.splits import make_splits
 
 from .conftest import REPO
@@ -210,7 +211,7 @@ def test_all_problems_reported_at_once(raw_params: dict[str, Any]) -> None:
 
 def _run_validator(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "taloop.config", str(path)], capture_output=True, text=True, check=False
+        [sys.executable, "-m", "taloop.params", str(path)], capture_output=True, text=True, check=False
     )
 
 

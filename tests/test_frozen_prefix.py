@@ -1,4 +1,4 @@
-"""Training the top layers from cached lower-layer states (taloop.frozen_prefix) against the
+"""Training the top layers from cached lower-layer states (taloop.student.frozen_prefix) against the
 plain path: same loss curve, same adapter, and the plain path wherever the cache cannot apply."""
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from taloop.frozen_prefix import frozen_cut
-from taloop.models import TINY_RANDOM, load_saved, materialize
-from taloop.training import TrainExample, TrainSettings, encode, train_lora
+from taloop.student.frozen_prefix import frozen_cut
+from taloop.student.models import TINY_RANDOM, load_saved, materialize
+from taloop.student.training import TrainExample, TrainSettings, encode, train_lora
 
 EXAMPLES = [
     TrainExample(f"What is {a} plus {b}?", f"{a} plus {b} is {a + b}.\nThe answer is {a + b}.", w)
@@ -51,7 +51,7 @@ def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_cached_lower_layers_train_like_the_plain_path(
     base: Path, tmp_path: Path, caplog, bf16: bool
 ) -> None:
-    with caplog.at_level("INFO", logger="taloop.training"):
+    with caplog.at_level("INFO", logger="taloop.student.training"):
         fast = _train(base, tmp_path / "fast", reuse=True, bf16=bf16)
     assert "lower 1 layers computed once per example" in caplog.text
     plain = _train(base, tmp_path / "plain", reuse=False, bf16=bf16)

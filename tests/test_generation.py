@@ -13,8 +13,9 @@ import pytest
 import torch
 from transformers import LogitsProcessorList
 
-from taloop import manifest
-from taloop.generation import (
+from taloop.core import manifest
+from taloop.core.manifest import CPU_FLAGS, build_manifest, onednn_version
+from taloop.student.generation import (
     GumbelSampler,
     _decode,
     answer_end,
@@ -24,10 +25,9 @@ from taloop.generation import (
     states_answer,
     through_answer,
 )
-from taloop.manifest import CPU_FLAGS, build_manifest, onednn_version
-from taloop.models import TINY_RANDOM, free_weights, load_source
+from taloop.student.models import TINY_RANDOM, free_weights, load_source
+from taloop.student.training import TrainExample, chat_prompt, encode
 from taloop.tasks.answers import extract, extract_strict
-from taloop.training import TrainExample, chat_prompt, encode
 
 # Different lengths, so each prompt sits under a different amount of left padding
 # depending on its neighbours.
@@ -315,7 +315,7 @@ def test_other_generation_config_falls_back_to_model_generate(
     monkeypatch.setattr(model.generation_config, "repetition_penalty", 1.5)
     prompts = [ANSWERED, WANDERING]
     kwargs = {"max_new_tokens": 30, "num_samples": 2, "temperature": 1.0, "seed": 1}
-    with caplog.at_level("WARNING", logger="taloop.generation"):
+    with caplog.at_level("WARNING", logger="taloop.student.generation"):
         stopped = generate(model, tok, prompts, batch_size=2, answered=states_answer, **kwargs)
     assert "repetition_penalty" in caplog.text
     full = reference(model, tok, prompts, batch_size=2, **kwargs)

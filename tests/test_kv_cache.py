@@ -1,5 +1,5 @@
-"""The decode loop's cache and prefill (taloop.kv_cache) and bf16-stored weights
-(taloop.models.store_for_autocast), on the tiny in-process model: the same logits as
+"""The decode loop's cache and prefill (taloop.student.kv_cache) and bf16-stored weights
+(taloop.student.models.store_for_autocast), on the tiny in-process model: the same logits as
 transformers' own cache and weights, bit for bit where the claim is exactness."""
 
 from __future__ import annotations
@@ -11,10 +11,16 @@ import pytest
 import torch
 from transformers import DynamicCache
 
-from taloop import kv_cache
-from taloop.generation import generate
-from taloop.kv_cache import PreallocatedLayer, decode_cache, prefill, prefix_groups, shared_prefix_length
-from taloop.models import store_for_autocast
+from taloop.student import kv_cache
+from taloop.student.generation import generate
+from taloop.student.kv_cache import (
+    PreallocatedLayer,
+    decode_cache,
+    prefill,
+    prefix_groups,
+    shared_prefix_length,
+)
+from taloop.student.models import store_for_autocast
 from tests.test_generation import PROMPTS, reference
 
 STEPS = 6

@@ -11,7 +11,7 @@ import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 
-from taloop.lora_merge import merge_lora
+from taloop.student.lora_merge import merge_lora
 
 
 def _adapter(base: Any, path: Path, save_embedding_layers: bool | str = "auto", **settings: Any) -> Path:

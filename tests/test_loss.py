@@ -1,4 +1,4 @@
-"""The weighted loss pieces of taloop.loss on hand-made tensors: per-example NLL and token
+"""The weighted loss pieces of taloop.student.loss on hand-made tensors: per-example NLL and token
 counts, the fixed normaliser, and the left-padding collator (token ids or cached states)."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import torch
 
-from taloop.loss import WeightedCollator, example_nll, loss_normaliser, weighted_loss
+from taloop.student.loss import WeightedCollator, example_nll, loss_normaliser, weighted_loss
 
 # Over a vocabulary of 3, logits log([1, 1, 2]) give probabilities [1/4, 1/4, 1/2]:
 # the NLL of token 0 or 1 is ln 4 and that of token 2 is ln 2.

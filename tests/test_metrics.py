@@ -1,4 +1,4 @@
-"""taloop.metrics against references worked out independently: bootstrap intervals redone with
+"""taloop.core.metrics against references worked out independently: bootstrap intervals redone with
 numpy from the same resample indices, AUCs by counting pairs, power by enumerating every
 outcome, t quantiles from the closed form at one degree of freedom. Complements test_power.py
 and test_training_signals.py, which cover the hand-worked McNemar and Wilson values."""
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from taloop.metrics import (
+from taloop.core.metrics import (
     bootstrap_ci,
     grouped_flag_auc,
     mcnemar_power,

@@ -1,4 +1,4 @@
-"""The machine-level cache of de-quantised GGUF models (taloop.models.cached_dir and friends)."""
+"""The machine-level cache of de-quantised GGUF models (taloop.student.models.cached_dir and friends)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from taloop import models
-from taloop.models import (
+from taloop.student import models
+from taloop.student.models import (
     GGUF_ALIASES,
     STALE_BUILD_S,
     GGUFModel,

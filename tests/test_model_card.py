@@ -1,4 +1,4 @@
-"""Model cards and adapter configs that name the upstream base model (taloop.model_card)."""
+"""Model cards and adapter configs that name the upstream base model (taloop.student.model_card)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 from huggingface_hub import ModelCard
 
-from taloop.model_card import CardFacts, point_to_upstream, render, teacher_facts
-from taloop.models import ORIGIN_FILE, origin
+from taloop.student.model_card import CardFacts, point_to_upstream, render, teacher_facts
+from taloop.student.models import ORIGIN_FILE, origin
 
 FACTS = CardFacts(
     name="ta_loop",

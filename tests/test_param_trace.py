@@ -1,4 +1,4 @@
-"""taloop.param_trace: what a process records as read (the params-coverage test relies on it;
+"""taloop.core.param_trace: what a process records as read (the params-coverage test relies on it;
 tests/test_pipeline_full.py holds dvc.yaml to the records of a real run)."""
 
 from __future__ import annotations
@@ -9,12 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-from taloop.param_trace import TRACE_ENV
+from taloop.core.param_trace import TRACE_ENV
 
 from .conftest import REPO
 
 READER = """
-from taloop.config import load_params
+from taloop.params import load_params
 p = load_params({params!r})
 p.student.bf16                    # a leaf
 p.student                         # only a way down: nothing recorded by itself
@@ -58,6 +58,6 @@ def test_writes_nothing_unless_asked(tmp_path: Path) -> None:
 def test_a_process_outside_a_dvc_stage_is_not_traced(tmp_path: Path) -> None:
     out = tmp_path / "trace"
     env = {k: v for k, v in os.environ.items() if k != "DVC_STAGE"} | {TRACE_ENV: str(out)}
-    code = f"from taloop.config import load_params; load_params({str(REPO / 'params.yaml')!r}).teacher.model"
+    code = f"from taloop.params import load_params; load_params({str(REPO / 'params.yaml')!r}).teacher.model"
     subprocess.run([sys.executable, "-c", code], env=env, check=True, cwd=tmp_path)
     assert not out.exists()

@@ -16,11 +16,12 @@ import pytest
 import yaml
 from PIL import Image
 
-from taloop import precision
-from taloop.acquisition import warm_count
-from taloop.config import TA_MEASURES, load_params
+from taloop.cli.repro import stages_to_run
+from taloop.core import precision
+from taloop.method.acquisition import warm_count
+from taloop.params import load_params
+from taloop.params.schema import TA_MEASURES
 from taloop.reporting import ta_map
-from taloop.repro import stages_to_run
 
 from .conftest import REPO, chromium
 from .pipeline import copy_repo, run, trace_dir
@@ -414,7 +415,7 @@ def _undeclared(reads: set[str], declared: list[str]) -> set[str]:
 @pytest.mark.slow
 def test_every_param_a_stage_reads_is_declared(tiny_run: Path) -> None:
     # Traces of every stage run in this module so far (the first run and the experiments
-    # above, e.g. active acquisition), see taloop.param_trace.
+    # above, e.g. active acquisition), see taloop.core.param_trace.
     reads: dict[str, set[str]] = {}
     for path in trace_dir(tiny_run).glob("*.json"):
         record = _json(path)

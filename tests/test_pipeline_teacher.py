@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from taloop.config import load_params
+from taloop.params import load_params
 
 from .conftest import REPO
 from .pipeline import copy_repo, run

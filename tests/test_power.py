@@ -1,4 +1,4 @@
-"""Power, minimum detectable effects and seed-level intervals (taloop.metrics), against values
+"""Power, minimum detectable effects and seed-level intervals (taloop.core.metrics), against values
 computed by hand."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from taloop.metrics import (
+from taloop.core.metrics import (
     mcnemar_exact,
     mcnemar_power,
     mde_paired,

@@ -7,8 +7,9 @@ from typing import Any
 import pytest
 import torch
 
-from taloop import precision
-from taloop.config import ConfigError, validate_params
+from taloop.core import precision
+from taloop.params import validate_params
+from taloop.params.schema import ConfigError
 
 
 def _never() -> tuple[bool, str]:

@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from taloop.config import Stage2Config, VariantSpec
-from taloop.selection import SignalPlan, example_weights, usefulness
+from taloop.method.selection import SignalPlan, example_weights, usefulness
+from taloop.params.schema import Stage2Config, VariantSpec
 from taloop.tasks.answers import extract_number, extract_strict, extract_text, extract_yes_no
 from taloop.tasks.reasoning_gym_tasks import RELATIONS
 from taloop.teachers.budget import BudgetExhausted, Ledger, Reservation

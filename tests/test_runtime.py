@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from taloop import runtime
-from taloop.config import validate_params
-from taloop.profiles import flatten
+from taloop.cli import runtime
+from taloop.params import validate_params
+from taloop.params.profiles import flatten
 
 REFERENCE = {
     "probe_s": 0.05,

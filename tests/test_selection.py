@@ -9,12 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from taloop.calibration import choose_combine, decide, signal_plan
-from taloop.config import ConfigError, Stage2Config, VariantSpec, validate_params
-from taloop.loss import WeightedCollator, loss_normaliser, scored_positions, weighted_loss
-from taloop.schedule import plan_variant, step_budget
-from taloop.selection import SignalPlan, example_weights, rank_normalise, task_diagnostics, usefulness
-from taloop.training import TrainExample, encode
+from taloop.method.calibration import choose_combine, decide, signal_plan
+from taloop.method.schedule import plan_variant, step_budget
+from taloop.method.selection import SignalPlan, example_weights, rank_normalise, task_diagnostics, usefulness
+from taloop.params import validate_params
+from taloop.params.schema import ConfigError, Stage2Config, VariantSpec
+from taloop.student.loss import WeightedCollator, loss_normaliser, scored_positions, weighted_loss
+from taloop.student.training import TrainExample, encode
 
 ALL = ["self_consistency", "ta_student", "ta_teacher"]
 LOOP = VariantSpec(schedule="two_stage", signals=ALL)

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pytest
 
-from taloop.config import Stage2Config, VariantSpec
-from taloop.selection import SignalPlan, example_weights, signal_column, task_diagnostics, usefulness
-from taloop.signals import self_consistency
+from taloop.method.selection import SignalPlan, example_weights, signal_column, task_diagnostics, usefulness
+from taloop.method.signals import self_consistency
+from taloop.params.schema import Stage2Config, VariantSpec
 from taloop.tasks.answers import extract_strict
 
 ALL = ["self_consistency", "ta_student", "ta_teacher"]

@@ -12,11 +12,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from taloop import sampling, scoring
-from taloop.acquisition import sureness_by_question
-from taloop.config import Params, TaskSpec, validate_params
-from taloop.metrics import grouped_flag_auc, rank_flag_auc
-from taloop.signals import (
+from taloop.core.metrics import grouped_flag_auc, rank_flag_auc
+from taloop.method import sampling, scoring
+from taloop.method.acquisition import sureness_by_question
+from taloop.method.signals import (
     TA_MEASURES,
     answer_token_indices,
     local_window,
@@ -25,6 +24,8 @@ from taloop.signals import (
     swap_answer,
     ta_measures,
 )
+from taloop.params import validate_params
+from taloop.params.schema import Params, TaskSpec
 from taloop.tasks.base import Example
 from taloop.tasks.registry import get_task
 

@@ -15,9 +15,10 @@ import pytest
 import torch
 from tokenizers import processors
 
-from taloop import profiling, signals
-from taloop.signals import _answer_token, _output_offsets, output_logprobs, swap_answer
-from taloop.training import chat_prompt
+from taloop.core import profiling
+from taloop.method import signals
+from taloop.method.signals import _answer_token, _output_offsets, output_logprobs, swap_answer
+from taloop.student.training import chat_prompt
 
 from .reference import manual_logprobs
 

@@ -17,8 +17,8 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 from transformers import PreTrainedTokenizerFast
 
-from taloop import signals
-from taloop.signals import (
+from taloop.method import signals
+from taloop.method.signals import (
     JUDGE_TEMPLATE,
     AnswerSpan,
     ScoredOutput,
@@ -27,8 +27,8 @@ from taloop.signals import (
     locate_answer,
     ta_measures,
 )
+from taloop.student.training import chat_prompt
 from taloop.tasks.prompts import render
-from taloop.training import chat_prompt
 
 # --- where the final answer is -------------------------------------------------------------
 

@@ -9,11 +9,12 @@ from typing import Any
 
 import pytest
 
-from taloop.config import TaskSpec, TeacherConfig, load_params
-from taloop.models import load_tokenizer
+from taloop.params import load_params
+from taloop.params.schema import TaskSpec, TeacherConfig
+from taloop.student.models import load_tokenizer
 from taloop.tasks.base import Example
 from taloop.tasks.prompts import render
-from taloop.tasks.registry import BUILTIN_TASKS, get_task
+from taloop.tasks.registry import BUILTIN_TASKS, CATALOGUE, get_task
 from taloop.teachers.base import TeacherRequest
 from taloop.teachers.rationales import _EQUATION, WRITERS, _evaluate, _value
 from taloop.teachers.simulated import SimulatedTeacher
@@ -25,7 +26,7 @@ PRICE = {"input_per_mtok": 2.5, "output_per_mtok": 10.0}
 
 def _teacher(task_configs: dict | None = None, **overrides: object) -> SimulatedTeacher:
     cfg = {"backend": "simulated", "model": "sim", "price": PRICE, "error_rate": 0.2, **overrides}
-    return SimulatedTeacher(TeacherConfig.model_validate(cfg), task_configs or {})
+    return SimulatedTeacher(TeacherConfig.model_validate(cfg, context={"tasks": CATALOGUE}), task_configs or {})
 
 
 def _ask(teacher: SimulatedTeacher, ex: Example, sample: int = 0):

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from taloop import scoring, simulated_ta
-from taloop.config import TA_MEASURES, ConfigError, validate_params
+from taloop.method import scoring, simulated_ta
+from taloop.params import validate_params
+from taloop.params.schema import TA_MEASURES, ConfigError
 from taloop.tasks.base import Example
 
 N = 2000

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from taloop.errors import DEBUG_ENV
+from taloop.core.errors import DEBUG_ENV
 from taloop.stages._run import run
 
 from .pipeline import copy_repo

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import yaml
 
-from taloop.io import write_json, write_jsonl
-from taloop.metrics import mde_paired
+from taloop.core.io import write_json, write_jsonl
+from taloop.core.metrics import mde_paired
 from taloop.studies import aggregate as study
 from taloop.studies import page as figures
 from taloop.studies import spec

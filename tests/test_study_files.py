@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from taloop.profiles import flatten
+from taloop.params.profiles import flatten
 from taloop.studies import engine, spec
 
 from .conftest import REPO

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from taloop.config import DataConfig, TaskSpec
+from taloop.params.schema import DataConfig, TaskSpec
 from taloop.tasks.base import example_id
 from taloop.tasks.files import DatasetRowError
-from taloop.tasks.registry import get_task
+from taloop.tasks.registry import CATALOGUE, get_task
 from taloop.tasks.splits import make_splits, stratified_order
 
 BUILTINS = {"gsm_symbolic": {}, "leg_counting": {}, "syllogism": {}, "family_relationships": {}}
@@ -18,7 +18,7 @@ BUILTINS = {"gsm_symbolic": {}, "leg_counting": {}, "syllogism": {}, "family_rel
 def _data(**overrides: object) -> DataConfig:
     base = {"seed": 1, "tasks": BUILTINS, "train_per_task": 30, "val_per_task": 5, "test_per_task": 10}
     base.update(overrides)
-    return DataConfig.model_validate(base)
+    return DataConfig.model_validate(base, context={"tasks": CATALOGUE})
 
 
 def test_splits_are_disjoint_sized_and_deterministic() -> None:

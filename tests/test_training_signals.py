@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 import torch
 
-from taloop.config import validate_params
-from taloop.generation import GenerationBackendError, complete, generate
-from taloop.loss import WeightedCollator, weighted_loss
-from taloop.metrics import bootstrap_ci, mcnemar_exact, paired_comparison
-from taloop.models import TINY_RANDOM, load_saved, load_source, materialize
-from taloop.signals import JUDGE_TEMPLATE, judge_confidence, self_consistency, ta_measures
+from taloop.core.metrics import bootstrap_ci, mcnemar_exact, paired_comparison
+from taloop.method.signals import JUDGE_TEMPLATE, judge_confidence, self_consistency, ta_measures
+from taloop.params import validate_params
+from taloop.student.generation import GenerationBackendError, complete, generate
+from taloop.student.loss import WeightedCollator, weighted_loss
+from taloop.student.models import TINY_RANDOM, load_saved, load_source, materialize
+from taloop.student.training import PromptTooLongError, TrainExample, chat_prompt, encode
 from taloop.tasks.prompts import render
-from taloop.training import PromptTooLongError, TrainExample, chat_prompt, encode
 
 
 def _batch(tok: Any, examples: list[TrainExample]) -> dict[str, torch.Tensor]:

@@ -7,14 +7,15 @@ import shutil
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from taloop import data, paths
-from taloop.config import Params
-from taloop.io import atomic_write_text, read_json, read_jsonl, write_json
-from taloop.profiles import flatten
+from taloop.core import paths
+from taloop.core.io import atomic_write_text, read_json, read_jsonl, write_json
+from taloop.method.scoring import ta_measure_name
+from taloop.params.profiles import flatten
+from taloop.params.schema import Params
 from taloop.reporting import diagnostics, figures, ta_map
 from taloop.reporting.document import markdown, to_html
 from taloop.reporting.summary import build_summary, headline
-from taloop.scoring import ta_measure_name
+from taloop.tasks import data
 from taloop.teachers.collect import total_teacher_metrics
 
 FLAGGED_PER_TASK = 2

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from taloop.io import atomic_write_text, write_json
+from taloop.core.io import atomic_write_text, write_json
 from taloop.reporting import figures
 from taloop.reporting.document import table, to_html
 

@@ -12,8 +12,8 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import roc_curve
 
-from taloop.config import PriceConfig
-from taloop.scoring import FLAG_SIGNALS
+from taloop.method.scoring import FLAG_SIGNALS
+from taloop.params.schema import PriceConfig
 
 Records = list[dict[str, Any]]
 

@@ -12,9 +12,9 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-from taloop.model_card import combination_label
 from taloop.reporting import ta_map
 from taloop.reporting.verdict import pct
+from taloop.student.model_card import combination_label
 
 FIGURES = {
     "accuracy": "Test accuracy by variant",

@@ -9,9 +9,9 @@ import subprocess
 from collections.abc import Mapping
 from typing import Any
 
-from taloop.config import Params
+from taloop.method.simulated_ta import describe_ta
+from taloop.params.schema import Params
 from taloop.reporting.verdict import verdict
-from taloop.simulated_ta import describe_ta
 
 
 def params_hash(params: Params) -> str:

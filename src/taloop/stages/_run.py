@@ -7,7 +7,7 @@ import gc
 import sys
 from collections.abc import Callable
 
-from taloop.errors import DEBUG_ENV, UsageError, debug
+from taloop.core.errors import DEBUG_ENV, UsageError, debug
 
 
 def run(main: Callable[[], object]) -> None:
@@ -20,7 +20,7 @@ def run(main: Callable[[], object]) -> None:
     what the stage makes and drops is collected as before. At exit nothing is left to collect,
     and no stage holds garbage whose finalizer matters then: files are closed where written.
 
-    A :class:`~taloop.errors.UsageError` ends the process with its message alone (exit 1): the
+    A :class:`~taloop.core.errors.UsageError` ends the process with its message alone (exit 1): the
     message names what to fix, and dvc shows the stage's output above its own failure line."""
     gc.freeze()
     try:

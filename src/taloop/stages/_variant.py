@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from taloop import logs, paths
-from taloop.config import Params, load_params
+from taloop.core import logs, paths
+from taloop.params import load_params
+from taloop.params.schema import Params
 
 
 def start(doc: str | None, argv: list[str] | None) -> tuple[str, Params]:

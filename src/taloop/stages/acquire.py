@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import logging
 
-from taloop import data, logs, paths
-from taloop.acquisition import (
+from taloop.core import logs, paths
+from taloop.core.io import read_json, read_jsonl, write_json, write_jsonl
+from taloop.core.profiling import phase
+from taloop.method.acquisition import (
     acquisition_metrics,
     candidates,
     choose,
     remaining_quotas,
     sureness_by_question,
 )
-from taloop.config import load_params
-from taloop.io import read_json, read_jsonl, write_json, write_jsonl
-from taloop.profiling import phase
-from taloop.scoring import question_signals, ta_measure_name
+from taloop.method.scoring import question_signals, ta_measure_name
+from taloop.params import load_params
 from taloop.stages._run import run
+from taloop.tasks import data
 from taloop.teachers.budget import Ledger
 from taloop.teachers.cache import ReplyCache, default_cache_dir
 from taloop.teachers.collect import check_trainable, collect_or_exit, teacher_or_exit

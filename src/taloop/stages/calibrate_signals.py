@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import logging
 
-from taloop import data, logs, paths
-from taloop.calibration import decide
-from taloop.config import load_params
-from taloop.io import read_json, write_json, write_jsonl
-from taloop.profiling import phase
-from taloop.sampling import calibration_limit, calibration_questions, read_outputs
-from taloop.scoring import score
+from taloop.core import logs, paths
+from taloop.core.io import read_json, write_json, write_jsonl
+from taloop.core.profiling import phase
+from taloop.method.calibration import decide
+from taloop.method.sampling import calibration_limit, calibration_questions, read_outputs
+from taloop.method.scoring import score
+from taloop.params import load_params
 from taloop.stages._run import run
+from taloop.tasks import data
 from taloop.teachers.budget import Ledger
 from taloop.teachers.cache import ReplyCache, default_cache_dir
 from taloop.teachers.collect import collect_or_exit, plan_for, teacher_or_exit

@@ -3,13 +3,14 @@ whole budget, or with `acquisition: active` the warm-up share."""
 
 from __future__ import annotations
 
-from taloop import data, logs, paths
-from taloop.acquisition import upfront_plan
-from taloop.config import load_params
-from taloop.io import write_json, write_jsonl
-from taloop.manifest import build_manifest
-from taloop.profiling import phase
+from taloop.core import logs, paths
+from taloop.core.io import write_json, write_jsonl
+from taloop.core.manifest import build_manifest
+from taloop.core.profiling import phase
+from taloop.method.acquisition import upfront_plan
+from taloop.params import load_params
 from taloop.stages._run import run
+from taloop.tasks import data
 from taloop.teachers.cache import ReplyCache, default_cache_dir
 from taloop.teachers.collect import check_trainable, collect_or_exit, teacher_or_exit
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 
-from taloop import data, paths, precision
-from taloop.evaluation import predict, summarise
-from taloop.io import read_json, read_jsonl, write_json, write_jsonl
-from taloop.model_card import release, variant_facts
-from taloop.profiling import phase
+from taloop.core import paths, precision
+from taloop.core.io import read_json, read_jsonl, write_json, write_jsonl
+from taloop.core.profiling import phase
 from taloop.stages._run import run
 from taloop.stages._variant import start
+from taloop.student.evaluation import predict, summarise
+from taloop.student.model_card import release, variant_facts
+from taloop.tasks import data
 
 log = logging.getLogger(__name__)
 

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import logging
 
-from taloop import data, logs, paths
-from taloop.calibration import signal_plan
-from taloop.config import load_params
-from taloop.io import read_json, read_jsonl, write_json
-from taloop.profiling import phase
-from taloop.schedule import plan_record, plan_variant
-from taloop.simulated_ta import describe_ta
+from taloop.core import logs, paths
+from taloop.core.io import read_json, read_jsonl, write_json
+from taloop.core.profiling import phase
+from taloop.method.calibration import signal_plan
+from taloop.method.schedule import plan_record, plan_variant
+from taloop.method.simulated_ta import describe_ta
+from taloop.params import load_params
 from taloop.stages._run import run
+from taloop.tasks import data
 
 log = logging.getLogger(__name__)
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from taloop import logs, paths
-from taloop.config import load_params
-from taloop.io import write_json, write_jsonl
-from taloop.manifest import build_manifest
-from taloop.profiling import phase
+from taloop.core import logs, paths
+from taloop.core.io import write_json, write_jsonl
+from taloop.core.manifest import build_manifest
+from taloop.core.profiling import phase
+from taloop.params import load_params
 from taloop.stages._run import run
 from taloop.tasks.splits import make_splits
 

@@ -3,10 +3,10 @@ each once as safetensors + tokenizer, so later stages load in seconds."""
 
 from __future__ import annotations
 
-from taloop import logs, paths
-from taloop.config import load_params
-from taloop.models import ModelNotFoundError, materialize
+from taloop.core import logs, paths
+from taloop.params import load_params
 from taloop.stages._run import run
+from taloop.student.models import ModelNotFoundError, materialize
 
 
 def main() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from taloop import logs, paths
-from taloop.config import load_params
-from taloop.profiling import phase
+from taloop.core import logs, paths
+from taloop.core.profiling import phase
+from taloop.params import load_params
 from taloop.reporting.build import build
 from taloop.stages._run import run
 

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import logging
 
-from taloop import data, logs, paths, precision
-from taloop.config import load_params
-from taloop.io import read_jsonl, write_json, write_jsonl
-from taloop.profiling import phase
-from taloop.sampling import calibration_questions, sample_students, student_outputs
-from taloop.schedule import split_warmup
+from taloop.core import logs, paths, precision
+from taloop.core.io import read_jsonl, write_json, write_jsonl
+from taloop.core.profiling import phase
+from taloop.method.sampling import calibration_questions, sample_students, student_outputs
+from taloop.method.schedule import split_warmup
+from taloop.params import load_params
 from taloop.stages._run import run
+from taloop.tasks import data
 
 log = logging.getLogger(__name__)
 

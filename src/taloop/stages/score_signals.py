@@ -6,14 +6,15 @@ from __future__ import annotations
 import gc
 import logging
 
-from taloop import data, logs, paths
-from taloop.config import load_params
-from taloop.io import read_json, read_jsonl, write_json, write_jsonl
-from taloop.profiling import phase
-from taloop.sampling import read_outputs
-from taloop.schedule import split_warmup
-from taloop.scoring import score, signal_metrics, ta_measure_name
+from taloop.core import logs, paths
+from taloop.core.io import read_json, read_jsonl, write_json, write_jsonl
+from taloop.core.profiling import phase
+from taloop.method.sampling import read_outputs
+from taloop.method.schedule import split_warmup
+from taloop.method.scoring import score, signal_metrics, ta_measure_name
+from taloop.params import load_params
 from taloop.stages._run import run
+from taloop.tasks import data
 
 log = logging.getLogger(__name__)
 

@@ -7,14 +7,14 @@ import logging
 
 from accelerate import PartialState
 
-from taloop import paths, precision
-from taloop.io import read_json, write_json
-from taloop.manifest import build_manifest
-from taloop.model_card import variant_facts, write_card
-from taloop.schedule import plan_examples, settings
+from taloop.core import paths, precision
+from taloop.core.io import read_json, write_json
+from taloop.core.manifest import build_manifest
+from taloop.method.schedule import plan_examples, settings
 from taloop.stages._run import run
 from taloop.stages._variant import start
-from taloop.training import train_lora
+from taloop.student.model_card import variant_facts, write_card
+from taloop.student.training import train_lora
 
 log = logging.getLogger(__name__)
 

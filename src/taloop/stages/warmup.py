@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from accelerate import PartialState
 
-from taloop import data, logs, paths, precision
-from taloop.config import load_params
-from taloop.io import write_json
-from taloop.manifest import build_manifest
-from taloop.model_card import CardFacts, base_origin, teacher_facts, write_card
-from taloop.schedule import epoch_steps, settings, split_warmup, to_example
+from taloop.core import logs, paths, precision
+from taloop.core.io import write_json
+from taloop.core.manifest import build_manifest
+from taloop.method.schedule import epoch_steps, settings, split_warmup, to_example
+from taloop.params import load_params
 from taloop.stages._run import run
-from taloop.training import train_lora
+from taloop.student.model_card import CardFacts, base_origin, teacher_facts, write_card
+from taloop.student.training import train_lora
+from taloop.tasks import data
 
 
 def main() -> None:

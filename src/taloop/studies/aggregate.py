@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from taloop.metrics import (
+from taloop.core.metrics import (
     mcnemar_exact,
     mde_paired,
     percentile_interval,
@@ -79,7 +79,7 @@ def compare(
     mean difference a t-test over as many seeds detects with 80% power at the observed spread;
     ``mde_items``: the same for one seed's exact McNemar test on its items (the mean over seeds
     of each seed's, at its observed disagreement). The relative change is mean(variant) /
-    mean(baseline) - 1; its interval spans :func:`~taloop.metrics.ratio_interval`'s over the
+    mean(baseline) - 1; its interval spans :func:`~taloop.core.metrics.ratio_interval`'s over the
     joint resamples (None: unbounded, where the baseline's accuracy may be 0) and the
     t-interval over the baseline's mean, as the difference's does."""
     a = np.array([r["accuracy"][variant] for r in runs])

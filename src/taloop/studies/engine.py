@@ -29,8 +29,8 @@ from typing import Any
 import yaml
 from tqdm import tqdm
 
-from taloop.config import validate_params
-from taloop.profiles import flatten
+from taloop.params import validate_params
+from taloop.params.profiles import flatten
 from taloop.studies import aggregate, headroom, keep, page, spec, ta_quality
 from taloop.studies.sources import (
     CellFiles,

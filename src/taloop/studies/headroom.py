@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from taloop.metrics import seed_interval
+from taloop.core.metrics import seed_interval
 
 VARIANTS = ("ft", "oracle_one_stage")
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from taloop.profiles import flatten
+from taloop.params.profiles import flatten
 from taloop.studies import spec
 
 log = logging.getLogger(__name__)

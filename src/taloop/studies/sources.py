@@ -68,7 +68,7 @@ def params(cell: CellFiles) -> dict[str, Any]:
 def load_run(cell: CellFiles) -> dict[str, Any]:
     """What the effect-size aggregation reads of one cell: params, per-item correctness of
     every variant (sorted by item id), accuracies and the teacher's spend."""
-    from taloop.profiles import flatten
+    from taloop.params.profiles import flatten
 
     p = params(cell)
     variants = [p["baseline"], *p["compare"]]

@@ -22,7 +22,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from taloop.errors import UsageError
+from taloop.core.errors import UsageError
 
 STUDIES_DIR = Path("studies")
 KEPT_DIR = Path("reports/studies")

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from taloop.metrics import resample_indices
+from taloop.core.metrics import resample_indices
 from taloop.reporting.ta_map import arm_of, measured_ta_auc, prediction_grid, scope_of
 from taloop.studies.aggregate import N_BOOT, _points, compare, recovery
 

@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taloop.errors import UsageError
+from taloop.core.errors import UsageError
 from taloop.tasks.base import Example, Task, example_id
 
 if TYPE_CHECKING:
-    from taloop.config import TaskSpec
+    from taloop.params.schema import TaskSpec
 
 
 class DatasetRowError(UsageError, ValueError):

@@ -1,22 +1,19 @@
-"""Task registry: names in params.yaml -> task objects."""
+"""Task registry: names in params.yaml -> task objects, and the catalogue params are checked
+against (:func:`taloop.params.validate_params`)."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from taloop.config import TaskSpec
-    from taloop.tasks.base import Task
+from taloop.tasks.files import FileTask
+from taloop.tasks.prompts import available_templates
+from taloop.tasks.reasoning_gym_tasks import BUILTIN_TASKS, ReasoningGymTask
 
-# name -> answer format; the generators live in reasoning_gym_tasks.py.
-BUILTIN_TASKS: dict[str, str] = {
-    "gsm_symbolic": "number",
-    "chain_sum": "number",
-    "leg_counting": "number",
-    "syllogism": "yes_no",
-    "family_relationships": "text",
-}
+if TYPE_CHECKING:
+    from taloop.params.schema import TaskSpec
+    from taloop.tasks.base import Task
 
 
 def check_generator_config(name: str, config: dict[str, Any]) -> str | None:
@@ -38,9 +35,18 @@ def check_generator_config(name: str, config: dict[str, Any]) -> str | None:
 
 def get_task(name: str, spec: TaskSpec) -> Task:
     if spec.source == "reasoning_gym":
-        from taloop.tasks.reasoning_gym_tasks import ReasoningGymTask
-
         return ReasoningGymTask(name, spec.config)
-    from taloop.tasks.files import FileTask
-
     return FileTask(name, spec)
+
+
+@dataclasses.dataclass(frozen=True)
+class Catalogue:
+    """What the params schema checks task names, generator settings and templates against
+    (it satisfies :class:`taloop.params.schema.TaskCatalogue`)."""
+
+    builtin_tasks: Mapping[str, str]
+    check_generator_config: Callable[[str, dict[str, Any]], str | None]
+    templates: Callable[[], list[str]]
+
+
+CATALOGUE = Catalogue(BUILTIN_TASKS, check_generator_config, available_templates)

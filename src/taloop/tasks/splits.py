@@ -5,11 +5,14 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from itertools import zip_longest
+from typing import TYPE_CHECKING
 
-from taloop.config import DataConfig
-from taloop.errors import UsageError
+from taloop.core.errors import UsageError
 from taloop.tasks.base import Example
 from taloop.tasks.registry import get_task
+
+if TYPE_CHECKING:
+    from taloop.params.schema import DataConfig
 
 SPLITS = ("train", "val", "test")
 

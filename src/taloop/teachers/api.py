@@ -14,7 +14,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
-from taloop.config import TeacherConfig
+from taloop.params.schema import TeacherConfig
 from taloop.teachers.base import TeacherCallError, TeacherFatalError, TeacherReply, TeacherRequest
 
 # Chat formats wrap the prompt in a few role/format tokens.

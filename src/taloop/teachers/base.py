@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from taloop.config import PriceConfig
-from taloop.errors import UsageError
+from taloop.core.errors import UsageError
+from taloop.params.schema import PriceConfig
 from taloop.tasks.base import Example
 
 

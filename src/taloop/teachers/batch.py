@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from taloop.io import write_json
+from taloop.core.io import write_json
 from taloop.teachers.base import TeacherReply
 
 

@@ -44,7 +44,7 @@ from typing import Any, BinaryIO
 
 from filelock import FileLock, Timeout
 
-from taloop.io import fsync_dir, make_dirs
+from taloop.core.io import fsync_dir, make_dirs
 from taloop.teachers.base import TeacherReply
 
 log = logging.getLogger(__name__)

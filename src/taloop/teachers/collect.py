@@ -18,8 +18,8 @@ from typing import Any
 
 from tqdm import tqdm
 
-from taloop.config import Params
-from taloop.errors import UsageError
+from taloop.core.errors import UsageError
+from taloop.params.schema import Params
 from taloop.tasks.base import Example, Task
 from taloop.tasks.prompts import render
 from taloop.tasks.splits import stratified_order
@@ -98,8 +98,8 @@ def check_trainable(stage: str, params: Params, planned: list[PlannedQuery]) -> 
     """Exit before anything is bought when a planned prompt leaves no room for a reply within
     student.max_length: training would refuse it, so its reply would be money spent for nothing.
     Counted with the student's tokenizer, as training counts."""
-    from taloop.models import ModelNotFoundError, student_tokenizer
-    from taloop.training import PromptTooLongError, prompt_ids
+    from taloop.student.models import ModelNotFoundError, student_tokenizer
+    from taloop.student.training import PromptTooLongError, prompt_ids
 
     try:
         tok = student_tokenizer(params.student.model)

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from taloop.config import Params
-from taloop.errors import UsageError
+from taloop.core.errors import UsageError
+from taloop.params.schema import Params
 from taloop.teachers.base import TeacherRequest, price_usd
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from taloop.config import Params
+from taloop.params.schema import Params
 from taloop.teachers.base import Teacher, api_key
 
 

@@ -6,11 +6,11 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from taloop.config import TeacherConfig
-from taloop.generation import generate
-from taloop.models import load_source
+from taloop.params.schema import TeacherConfig
+from taloop.student.generation import generate
+from taloop.student.models import load_source
+from taloop.student.training import chat_prompt
 from taloop.teachers.base import TeacherReply, TeacherRequest
-from taloop.training import chat_prompt
 
 
 class HFTeacher:

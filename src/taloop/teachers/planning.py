@@ -3,7 +3,7 @@ request, no pipeline stage needed)."""
 
 from __future__ import annotations
 
-from taloop.config import Params
+from taloop.params.schema import Params
 from taloop.tasks.splits import make_splits
 from taloop.teachers.cache import ReplyCache, default_cache_dir
 from taloop.teachers.collect import plan_queries

@@ -24,8 +24,8 @@ from functools import cache
 from statistics import fmean
 from typing import Any
 
-from taloop.config import TeacherConfig
-from taloop.models import load_tokenizer
+from taloop.params.schema import TeacherConfig
+from taloop.student.models import load_tokenizer
 from taloop.tasks.base import Example
 from taloop.tasks.registry import get_task
 from taloop.teachers.base import TeacherReply, TeacherRequest
@@ -46,7 +46,7 @@ WRITER_REVISION = 2
 def _reference(task: str, config_items: tuple[tuple[str, Any], ...]) -> tuple[float, float]:
     """Mean hardness and the blind spot's share over a fixed reference sample of the task's
     generator."""
-    from taloop.config import TaskSpec
+    from taloop.params.schema import TaskSpec
 
     spec = TaskSpec(config=dict(config_items))
     stream = get_task(task, spec).stream(seed=REFERENCE_SEED, needed=_REFERENCE_ITEMS)

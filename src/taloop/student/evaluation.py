@@ -7,9 +7,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from taloop.config import Params
-from taloop.generation import complete, task_answered
-from taloop.metrics import bootstrap_ci, paired_comparison, wilson_interval
+from taloop.core.metrics import bootstrap_ci, paired_comparison, wilson_interval
+from taloop.params.schema import Params
+from taloop.student.generation import complete, task_answered
 from taloop.tasks.base import Example, Task
 from taloop.tasks.prompts import render
 

@@ -11,9 +11,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from taloop import paths, precision, runtime
-from taloop.config import Params
-from taloop.io import read_json
+from taloop.cli import runtime
+from taloop.core import paths, precision
+from taloop.core.io import read_json
+from taloop.params.schema import Params
 
 log = logging.getLogger("taloop")
 

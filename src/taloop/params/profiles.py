@@ -12,7 +12,7 @@ import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.representer import RoundTripRepresenter
 
-from taloop.config import validate_params
+from taloop.params import validate_params
 
 PROFILE_DIR = Path("profiles")
 

@@ -2,7 +2,7 @@
 
 DVC reruns a stage only when a param the stage *declares* changes; a param read but not
 declared leaves stale outputs behind (a model trained in bf16 after ``student.bf16: false``).
-With ``TALOOP_PARAMS_TRACE=<dir>`` set, :func:`taloop.config.load_params` hands the params to
+With ``TALOOP_PARAMS_TRACE=<dir>`` set, :func:`taloop.params.load_params` hands the params to
 :func:`trace`, and at exit the process writes the dotted keys it read to
 ``<dir>/<DVC_STAGE>.<pid>.json``; tests/test_params_coverage.py compares them with dvc.yaml.
 Off by default: attribute access then costs nothing extra.

@@ -13,7 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from taloop.precision import Precision
+from taloop.core.precision import Precision
 
 log = logging.getLogger(__name__)
 

@@ -11,10 +11,11 @@ from pathlib import Path
 
 from dvc.exceptions import DvcException
 
-from taloop import logs, paths, repro
-from taloop.config import load_params
-from taloop.errors import DEBUG_ENV, UsageError, debug
-from taloop.profiles import apply_profile
+from taloop.cli import repro
+from taloop.core import logs, paths
+from taloop.core.errors import DEBUG_ENV, UsageError, debug
+from taloop.params import load_params
+from taloop.params.profiles import apply_profile
 from taloop.reporting.compare import exp_show, runs_from_exp_show, write_compare
 from taloop.studies import engine as studies_engine
 from taloop.studies import headline as studies_headline

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from taloop import precision
-from taloop.acquisition import warm_count
-from taloop.config import ConfigError, Params, TrainingConfig
-from taloop.selection import SignalPlan, example_weights, task_diagnostics
-from taloop.training import TrainExample, TrainSettings
+from taloop.core import precision
+from taloop.method.acquisition import warm_count
+from taloop.method.selection import SignalPlan, example_weights, task_diagnostics
+from taloop.params.schema import ConfigError, Params, TrainingConfig
+from taloop.student.training import TrainExample, TrainSettings
 
 
 def settings(params: Params, cfg: TrainingConfig, steps: int) -> TrainSettings:

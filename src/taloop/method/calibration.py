@@ -1,7 +1,7 @@
 """Choosing how signals are used, on the validation split only.
 
 calibrate_signals buys teacher replies for validation questions (free with the simulated
-teacher: :func:`taloop.sampling.calibration_questions`), and has the TA score them and the
+teacher: :func:`taloop.method.sampling.calibration_questions`), and has the TA score them and the
 warmed-up student's outputs on the same questions (sampled by sample_student) with every measure.
 From those rows, judged against gold, it decides:
 
@@ -32,11 +32,11 @@ from typing import Any
 
 import numpy as np
 
-from taloop.calibrated import fit
-from taloop.config import TA_MEASURES, ConfigError, Params, VariantSpec
-from taloop.metrics import grouped_flag_auc
-from taloop.scoring import ta_measure_name
-from taloop.selection import SignalPlan, example_weights, signal_column, task_diagnostics
+from taloop.core.metrics import grouped_flag_auc
+from taloop.method.calibrated import fit
+from taloop.method.scoring import ta_measure_name
+from taloop.method.selection import SignalPlan, example_weights, signal_column, task_diagnostics
+from taloop.params.schema import TA_MEASURES, ConfigError, Params, VariantSpec
 
 # What each signal claims to flag when it is low.
 TARGETS = {

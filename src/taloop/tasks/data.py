@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from taloop import paths
-from taloop.config import Params
-from taloop.io import read_jsonl
+from taloop.core import paths
+from taloop.core.io import read_jsonl
 from taloop.tasks.base import Example, Task
 from taloop.tasks.prompts import render
 from taloop.tasks.registry import get_task
+
+if TYPE_CHECKING:
+    from taloop.params.schema import Params
 
 
 def examples(split: str) -> list[Example]:

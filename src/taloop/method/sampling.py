@@ -1,6 +1,6 @@
 """The student's side of the signals (sample_student): K samples per question, their
-self-consistency and majority output. Apart from the TA's code (taloop.scoring) and the
-calibration's choices (taloop.calibration), so that changing those does not sample again."""
+self-consistency and majority output. Apart from the TA's code (taloop.method.scoring) and the
+calibration's choices (taloop.method.calibration), so that changing those does not sample again."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from taloop.config import Params
-from taloop.generation import complete, task_answered
-from taloop.io import read_jsonl
-from taloop.signals import self_consistency
+from taloop.core.io import read_jsonl
+from taloop.method.signals import self_consistency
+from taloop.params.schema import Params
+from taloop.student.generation import complete, task_answered
 from taloop.tasks.base import Example, Task
 from taloop.tasks.prompts import render
 from taloop.tasks.splits import stratified_order

@@ -1,30 +1,32 @@
 """The params schema: the single source of truth for params.yaml.
 
-Every stage calls :func:`load_params` first, so a bad value fails before any work
-(or money) is spent, with a message naming the key path and what is allowed.
-Run ``python -m taloop.config params.yaml`` to validate a file by hand.
+It names no task: the built-in tasks, their generator settings and the prompt templates are
+the task layer's, handed to validation as a :class:`TaskCatalogue` in pydantic's validation
+context (:func:`taloop.params.validate_params` does), so the schema sits below the tasks.
 """
 
 from __future__ import annotations
 
-import os
-import sys
 import types
 import typing
-from pathlib import Path
-from typing import Any, Literal
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from taloop import param_trace
-from taloop.errors import UsageError
-from taloop.precision import Bf16Setting
-from taloop.tasks.prompts import available_templates
-from taloop.tasks.registry import BUILTIN_TASKS, check_generator_config
+from taloop.core.errors import UsageError
+from taloop.core.precision import Bf16Setting
 
 # The TA's confidence measures, all from one forward pass over (question, output) (the
-# contrastive one takes a second pass); see taloop.signals.
+# contrastive one takes a second pass); see taloop.method.signals.
 TA_MEASURES = ("mean_logprob", "min_logprob", "local_window", "answer_logprob", "contrastive")
 TaMeasure = Literal["mean_logprob", "min_logprob", "local_window", "answer_logprob", "contrastive"]
 
@@ -36,6 +38,23 @@ class ConfigError(UsageError, ValueError):
         self.problems = problems
         lines = [f"  {path}: {msg}" for path, msg in problems]
         super().__init__(f"invalid {source}:\n" + "\n".join(lines))
+
+
+class TaskCatalogue(Protocol):
+    """What validation needs to know of the tasks (the task layer's :data:`CATALOGUE`)."""
+
+    builtin_tasks: Mapping[str, str]
+
+    def check_generator_config(self, name: str, config: dict[str, Any]) -> str | None: ...
+
+    def templates(self) -> list[str]: ...
+
+
+def _catalogue(info: ValidationInfo) -> TaskCatalogue:
+    catalogue = (info.context or {}).get("tasks")
+    if catalogue is None:
+        raise ValueError("validated without the task catalogue: use taloop.params.validate_params")
+    return catalogue
 
 
 class _KeyedError(ValueError):
@@ -50,11 +69,11 @@ class _KeyedError(ValueError):
         return cls([(path, msg)])
 
 
-class _Section(BaseModel):
+class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class TaskSpec(_Section):
+class TaskSpec(Section):
     """One task: a built-in reasoning-gym generator, or a user dataset."""
 
     source: Literal["reasoning_gym", "jsonl", "csv", "hf"] = Field(
@@ -86,10 +105,10 @@ class TaskSpec(_Section):
         return self
 
 
-class DataConfig(_Section):
+class DataConfig(Section):
     seed: int = Field(0, description="seed of task generation and split assignment")
     tasks: dict[str, TaskSpec] = Field(
-        description="task name -> spec; built-ins: " + ", ".join(BUILTIN_TASKS)
+        description="task name -> spec: a built-in reasoning-gym task or a user dataset"
     )
     train_per_task: int = Field(gt=0, description="train pool size per task (teacher buys from it)")
     val_per_task: int = Field(gt=0, description="validation items per task (tuning only)")
@@ -97,33 +116,35 @@ class DataConfig(_Section):
 
     @field_validator("tasks")
     @classmethod
-    def _known_tasks(cls, tasks: dict[str, TaskSpec]) -> dict[str, TaskSpec]:
+    def _known_tasks(cls, tasks: dict[str, TaskSpec], info: ValidationInfo) -> dict[str, TaskSpec]:
         if not tasks:
             raise ValueError("at least one task is required")
+        catalogue = _catalogue(info)
+        builtin = catalogue.builtin_tasks
         problems = []
         for name, spec in tasks.items():
             if spec.source != "reasoning_gym":
                 continue
-            if name not in BUILTIN_TASKS:
+            if name not in builtin:
                 problems.append((
                     f"data.tasks.{name}",
-                    f"unknown task; built-in tasks are {', '.join(BUILTIN_TASKS)} "
+                    f"unknown task; built-in tasks are {', '.join(builtin)} "
                     "(or describe a user dataset with source: jsonl/csv/hf)",
                 ))  # fmt: skip
-            elif problem := check_generator_config(name, spec.config):
+            elif problem := catalogue.check_generator_config(name, spec.config):
                 problems.append((f"data.tasks.{name}.config", problem))
         if problems:
             raise _KeyedError(problems)
         return tasks
 
 
-class PriceConfig(_Section):
+class PriceConfig(Section):
     input_per_mtok: float = Field(ge=0, description="USD per million input tokens")
     output_per_mtok: float = Field(ge=0, description="USD per million output tokens")
     batch_discount: float = Field(0.5, ge=0, lt=1, description="share taken off by batch APIs")
 
 
-class TeacherConfig(_Section):
+class TeacherConfig(Section):
     backend: Literal["simulated", "openai", "anthropic", "hf"] = Field(
         description="simulated (offline), openai (or an OpenAI-compatible server), anthropic, hf (local)"
     )
@@ -167,13 +188,14 @@ class TeacherConfig(_Section):
 
     @field_validator("prompt_template")
     @classmethod
-    def _template_exists(cls, name: str) -> str:
-        if name not in available_templates():
-            raise ValueError(f"unknown template {name!r}; available: {', '.join(available_templates())}")
+    def _template_exists(cls, name: str, info: ValidationInfo) -> str:
+        available = _catalogue(info).templates()
+        if name not in available:
+            raise ValueError(f"unknown template {name!r}; available: {', '.join(available)}")
         return name
 
 
-class BudgetConfig(_Section):
+class BudgetConfig(Section):
     queries: int = Field(gt=0, description="teacher replies in the run's data (equal for every variant)")
     usd: float | None = Field(None, gt=0, description="hard cap on USD spent by one collection")
     order_seed: int = Field(0, description="seed of the fixed, task-stratified purchase order")
@@ -183,7 +205,7 @@ class BudgetConfig(_Section):
     )
 
 
-class AcquisitionConfig(_Section):
+class AcquisitionConfig(Section):
     mode: Literal["random", "active"] = Field(
         "random",
         description="random: buy the whole budget up front in the fixed order; active: buy the warm-up "
@@ -194,7 +216,7 @@ class AcquisitionConfig(_Section):
     )
 
 
-class LoraConfig(_Section):
+class LoraConfig(Section):
     r: int = Field(16, gt=0, description="LoRA rank")
     alpha: int = Field(32, gt=0, description="LoRA scaling numerator")
     dropout: float = Field(0.05, ge=0, lt=1, description="LoRA dropout")
@@ -203,7 +225,7 @@ class LoraConfig(_Section):
     )
 
 
-class StudentConfig(_Section):
+class StudentConfig(Section):
     model: str = Field(
         "smollm2-135m-instruct", min_length=1, description="alias, hub id, local path or tiny-random"
     )
@@ -222,7 +244,7 @@ class StudentConfig(_Section):
     )
 
 
-class TAConfig(_Section):
+class TAConfig(Section):
     model: str = Field("gemma-3-270m", min_length=1, description="alias, hub id, local path or tiny-random")
     scorer: Literal["auto", TaMeasure, "judge"] = Field(
         "auto",
@@ -249,7 +271,7 @@ class TAConfig(_Section):
     )
 
 
-class TrainingConfig(_Section):
+class TrainingConfig(Section):
     epochs: float = Field(2.0, gt=0, description="passes over the training examples")
     learning_rate: float = Field(2e-4, gt=0, lt=1, description="AdamW learning rate (cosine schedule)")
     batch_size: int = Field(8, gt=0, description="examples per optimiser step")
@@ -260,7 +282,7 @@ class WarmupConfig(TrainingConfig):
     fraction: float = Field(0.25, gt=0, lt=1, description="share of teacher data used to warm up")
 
 
-class SignalsConfig(_Section):
+class SignalsConfig(Section):
     samples: int = Field(8, ge=2, description="K student samples per question for self-consistency")
     temperature: float = Field(0.8, gt=0, le=2, description="sampling temperature for the K samples")
     max_new_tokens: int = Field(128, gt=0, description="length cap of each student sample")
@@ -276,7 +298,7 @@ class SignalsConfig(_Section):
     )
 
 
-class CalibrationConfig(_Section):
+class CalibrationConfig(Section):
     queries: int | None = Field(
         None,
         gt=0,
@@ -285,7 +307,7 @@ class CalibrationConfig(_Section):
     )
 
 
-class VariantSpec(_Section):
+class VariantSpec(Section):
     schedule: Literal["one_stage", "two_stage"] = Field(
         description="train once on all data, or warm up first"
     )
@@ -323,14 +345,14 @@ class Stage2Config(TrainingConfig):
     )
 
 
-class GenerationConfig(_Section):
+class GenerationConfig(Section):
     backend: Literal["transformers", "vllm"] = Field(
         "transformers",
         description="engine for student sampling and evaluation; vllm needs the vllm package (GPU machines)",
     )
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     split: Literal["test", "val"] = Field(
         "test", description="test for results; val when tuning params (keeps the test split unseen)"
     )
@@ -340,7 +362,7 @@ class EvalConfig(_Section):
     seed: int = Field(0, description="bootstrap seed")
 
 
-class Params(_Section):
+class Params(Section):
     data: DataConfig
     teacher: TeacherConfig
     budget: BudgetConfig
@@ -439,7 +461,7 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return []
 
 
-def _problems(err: ValidationError) -> list[tuple[str, str]]:
+def problems(err: ValidationError) -> list[tuple[str, str]]:
     problems = []
     for e in err.errors():
         loc = tuple(e["loc"])
@@ -456,40 +478,3 @@ def _problems(err: ValidationError) -> list[tuple[str, str]]:
             msg = e["msg"].removeprefix("Value error, ")
             problems.append((path, f"{msg} (got {e.get('input')!r})"))
     return problems
-
-
-def validate_params(raw: Any, source: str = "params") -> Params:
-    if not isinstance(raw, dict):
-        raise ConfigError([("<root>", "params must be a mapping of sections")], source)
-    try:
-        return Params.model_validate(raw)
-    except ValidationError as err:
-        raise ConfigError(_problems(err), source) from None
-
-
-def load_params(path: str | Path = "params.yaml") -> Params:
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError([("<file>", f"not valid YAML: {err}")], str(path)) from None
-    params = validate_params(raw, str(path))
-    if trace_dir := os.environ.get(param_trace.TRACE_ENV):
-        param_trace.trace(params, _Section, Path(trace_dir))
-    return params
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    path = args[0] if args else "params.yaml"
-    try:
-        load_params(path)
-    except (ConfigError, FileNotFoundError) as err:
-        sys.stderr.write(f"{err}\n")
-        return 1
-    sys.stdout.write(f"{path}: valid\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

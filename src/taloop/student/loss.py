@@ -23,7 +23,7 @@ import torch.nn.functional as F
 class WeightedCollator:
     """Left-pads, so every completion ends at the last position: the loss then needs logits
     for the last ``scored_positions`` only (see :func:`scored_positions`). With ``states``
-    (one per row, see taloop.frozen_prefix) it hands the model those as ``inputs_embeds``
+    (one per row, see taloop.student.frozen_prefix) it hands the model those as ``inputs_embeds``
     instead of token ids."""
 
     pad_token_id: int

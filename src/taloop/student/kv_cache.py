@@ -1,4 +1,4 @@
-"""The decode loop's KV cache and prefill (taloop.generation._decode).
+"""The decode loop's KV cache and prefill (taloop.student.generation._decode).
 
 Two costs of transformers' DynamicCache that the profile of evaluation showed (benchmarks/run.py,
 docs/performance.md), removed without changing a computed value:

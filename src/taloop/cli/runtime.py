@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from taloop.config import Params
-from taloop.profiles import flatten
+from taloop.params.profiles import flatten
+from taloop.params.schema import Params
 
 STAGE_TIMES = Path("benchmarks/stage_times.json")
 

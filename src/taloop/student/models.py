@@ -20,9 +20,9 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from taloop.errors import UsageError
-from taloop.io import write_json
-from taloop.profiling import phase
+from taloop.core.errors import UsageError
+from taloop.core.io import write_json
+from taloop.core.profiling import phase
 
 log = logging.getLogger(__name__)
 
@@ -297,7 +297,7 @@ def load_saved(path: Path) -> tuple[Any, Any]:
 
 def load_student(base_dir: Path, adapter_dir: Path | None = None) -> tuple[Any, Any]:
     """The student, with a LoRA adapter merged in (faster generation than an unmerged one)."""
-    from taloop.lora_merge import merge_lora
+    from taloop.student.lora_merge import merge_lora
 
     with phase("model_load"):  # one phase for base and merge: nested ones would count twice
         model, tok = _load_saved(base_dir)

@@ -32,15 +32,16 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from taloop.core.profiling import phase
+
 # The measures are listed in the params schema (ta.scorer names them), which must not import
 # torch; this module re-exports them.
-from taloop.config import TA_MEASURES
-from taloop.loss import WeightedCollator, scored_positions
-from taloop.profiling import phase
+from taloop.params.schema import TA_MEASURES
+from taloop.student.loss import WeightedCollator, scored_positions
+from taloop.student.training import TrainExample, chat_prompt, encode
 from taloop.tasks.answers import _NUMBER, _YES_NO, final_answer_span, normalize_number
 from taloop.tasks.prompts import render
 from taloop.teachers.rationales import _OPPOSITE
-from taloop.training import TrainExample, chat_prompt, encode
 
 log = logging.getLogger(__name__)
 

@@ -29,14 +29,14 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from taloop import precision
-from taloop.config import Params
-from taloop.errors import UsageError
-from taloop.kv_cache import prefill
-from taloop.models import free_weights, load_student, store_for_autocast
-from taloop.profiling import phase
+from taloop.core import precision
+from taloop.core.errors import UsageError
+from taloop.core.profiling import phase
+from taloop.params.schema import Params
+from taloop.student.kv_cache import prefill
+from taloop.student.models import free_weights, load_student, store_for_autocast
+from taloop.student.training import chat_prompt
 from taloop.tasks.answers import final_answer_span
-from taloop.training import chat_prompt
 
 log = logging.getLogger(__name__)
 
@@ -299,8 +299,8 @@ def _decode(
     Three things differ from model.generate, none in what a row computes. The prompts are
     prefilled once and their KV cache copied ``copies`` times, where model.generate would run
     identical copies; the first token still comes from the prefill's last logits. The tokens all
-    prompts open with are prefilled once for the batch (taloop.kv_cache.prefill), into a cache
-    that writes in place (taloop.kv_cache.PreallocatedLayer). A row that
+    prompts open with are prefilled once for the batch (taloop.student.kv_cache.prefill), into a cache
+    that writes in place (taloop.student.kv_cache.PreallocatedLayer). A row that
     ends leaves the batch (cache, positions, mask and sampler stream dropped), where
     model.generate would carry it, padded, until the last row ends: a row's tokens depend on its
     own prompt, stream and cache alone, so the rows left compute what they did beside it.

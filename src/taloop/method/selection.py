@@ -14,7 +14,7 @@ down-weighted whatever the student's doubt (averaging a perfect trust signal wit
 ones would leave wrong replies most of their weight).
 
 That is ``stage2.weighting: rank``, the paper's. ``calibrated`` takes its usefulness from
-probabilities fitted on the validation rows instead (:mod:`taloop.calibrated`), with no floor
+probabilities fitted on the validation rows instead (:mod:`taloop.method.calibrated`), with no floor
 but a cap.
 """
 
@@ -26,8 +26,8 @@ from typing import Any, Literal
 
 import numpy as np
 
-from taloop import calibrated
-from taloop.config import Stage2Config, VariantSpec
+from taloop.method import calibrated
+from taloop.params.schema import Stage2Config, VariantSpec
 
 STUDENT_SIGNALS = ("self_consistency", "ta_student")
 

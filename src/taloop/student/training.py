@@ -6,7 +6,7 @@ passed with ``skip_prepare_dataset``, collated by :class:`WeightedCollator` (whi
 weight) with ``remove_unused_columns=False`` and no packing, and the loss is computed by
 :meth:`WeightedSFTTrainer.compute_loss`.
 
-The loss and its normaliser are in taloop.loss.
+The loss and its normaliser are in taloop.student.loss.
 """
 
 from __future__ import annotations
@@ -22,11 +22,11 @@ from typing import Any
 
 import torch
 
-from taloop import profiling
-from taloop.errors import UsageError
-from taloop.frozen_prefix import frozen_cut, prefix_states, top_layers_only
-from taloop.loss import WeightedCollator, loss_normaliser, scored_positions, weighted_loss
-from taloop.profiling import phase
+from taloop.core import profiling
+from taloop.core.errors import UsageError
+from taloop.core.profiling import phase
+from taloop.student.frozen_prefix import frozen_cut, prefix_states, top_layers_only
+from taloop.student.loss import WeightedCollator, loss_normaliser, scored_positions, weighted_loss
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def _trainer_class() -> type:
 def _step_phases() -> Any:
     """Trainer callback splitting each optimiser step into forward (timed in compute_loss),
     backward (the rest until the optimiser runs, gradient clipping included) and optimizer;
-    used only when profiling (taloop.profiling)."""
+    used only when profiling (taloop.core.profiling)."""
     from transformers import TrainerCallback
 
     class StepPhases(TrainerCallback):
@@ -179,7 +179,7 @@ def train_lora(
 ) -> dict[str, float]:
     """Train a LoRA adapter on ``examples`` (continuing ``init_adapter`` if given) and
     save it to ``out_dir``; curves go to ``live_dir`` through dvclive. The frozen lower layers'
-    states are computed once per example where taloop.frozen_prefix applies (unless
+    states are computed once per example where taloop.student.frozen_prefix applies (unless
     ``reuse_frozen_states`` is False: the plain path, which the tests compare against)."""
     from accelerate import PartialState
     from datasets import Dataset
@@ -189,8 +189,8 @@ def train_lora(
     from transformers.integrations import DVCLiveCallback
     from trl import SFTConfig
 
-    from taloop.model_card import point_to_upstream
-    from taloop.models import load_saved
+    from taloop.student.model_card import point_to_upstream
+    from taloop.student.models import load_saved
 
     set_seed(settings.seed)
     model, tok = load_saved(base_dir)

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from statistics import fmean
 from typing import Any
 
-from taloop.config import Params
-from taloop.selection import rank_normalise
+from taloop.method.selection import rank_normalise
+from taloop.params.schema import Params
 from taloop.tasks.base import Example
 from taloop.tasks.splits import stratified_order
 from taloop.teachers.base import Teacher

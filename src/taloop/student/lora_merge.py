@@ -1,6 +1,6 @@
 """Merge a saved plain-LoRA adapter into its base model's weights without importing PEFT.
 
-Every generating stage loads the student with its adapter merged (taloop.models.load_student).
+Every generating stage loads the student with its adapter merged (taloop.student.models.load_student).
 PEFT's ``PeftModel.from_pretrained(...).merge_and_unload()`` spent about 0.3 s of an evaluate
 stage's ~20 s importing PEFT and wrapping each target layer only to unwrap it again. For the
 adapters taloop trains (LoRA on Linear layers, no DoRA, no bias, no per-module patterns) the

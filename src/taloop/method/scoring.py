@@ -1,8 +1,8 @@
 """The TA's side of the signals (calibrate_signals, score_signals, acquire): TA confidences in
-the teacher's replies and the student's outputs (sampled by :mod:`taloop.sampling`), and how
+the teacher's replies and the student's outputs (sampled by :mod:`taloop.method.sampling`), and how
 well every signal flags errors.
 
-Signal rows carry every TA measure (:data:`taloop.signals.TA_MEASURES`) as ``ta_teacher_<m>``
+Signal rows carry every TA measure (:data:`taloop.method.signals.TA_MEASURES`) as ``ta_teacher_<m>``
 and ``{prefix}ta_student_<m>`` (``prefix`` "" for the warmed-up student, "base_" for the base
 one), plus ``ta_teacher_judge`` / ``{prefix}ta_student_judge`` when the judge was asked for.
 ``ta_conf_teacher`` / ``{prefix}ta_conf_student`` repeat the measure ``ta.scorer`` names; with
@@ -16,12 +16,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from taloop import simulated_ta
-from taloop.config import Params
-from taloop.metrics import grouped_flag_auc
-from taloop.models import load_saved
-from taloop.sampling import student_outputs
-from taloop.signals import TA_MEASURES, judge_confidence, ta_measures
+from taloop.core.metrics import grouped_flag_auc
+from taloop.method import simulated_ta
+from taloop.method.sampling import student_outputs
+from taloop.method.signals import TA_MEASURES, judge_confidence, ta_measures
+from taloop.params.schema import Params
+from taloop.student.models import load_saved
 from taloop.tasks.base import Example, Task
 from taloop.tasks.prompts import render
 
@@ -69,7 +69,7 @@ def ta_scores(
     judge: bool = False,
 ) -> dict[str, list[float]]:
     """Every TA measure for each (question, output) pair, and "judge" when ``judge``.
-    ``correct`` (gold) is read by the simulated TA only (:mod:`taloop.simulated_ta`)."""
+    ``correct`` (gold) is read by the simulated TA only (:mod:`taloop.method.simulated_ta`)."""
     if ta is None:
         return simulated_ta.measures(params, what, examples, outputs, correct, judge)
     model, tok = ta
@@ -100,7 +100,7 @@ def question_signals(
     questions: Sequence[Example],
     tasks: dict[str, Task],
 ) -> dict[str, dict[str, Any]]:
-    """Per question id: the warmed-up student's outputs (:func:`taloop.sampling.student_outputs`: its
+    """Per question id: the warmed-up student's outputs (:func:`taloop.method.sampling.student_outputs`: its
     self-consistency and majority output, and whether that is right, diagnostic) and the
     TA's measures of that output (``ta_student_<measure>``, ``ta_conf_student``)."""
     outs = student_outputs(params, student_dir, warm_adapter, questions, tasks)
@@ -125,7 +125,8 @@ def score(
 ) -> list[dict[str, Any]]:
     """Signal rows for the replies in ``scope`` ("stage2": with the warmed-up student's
     outputs; "all": also with the base student's, in ``base_*`` columns): the TA's measures of
-    each teacher reply and of the students' outputs (:func:`taloop.sampling.sample_students`, by prefix).
+    each teacher reply and of the students' outputs
+    (:func:`taloop.method.sampling.sample_students`, by prefix).
     ``sampled``: acquire's rows, whose TA scores of the student's outputs are not redone."""
     stage2_ids = list(dict.fromkeys(r["id"] for r in scope["stage2"]))
     outs_of = {"": {i: students[""][i] for i in stage2_ids}}

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from taloop import data, paths
-from taloop.io import read_json, write_json
-from taloop.models import ORIGIN_FILE
+from taloop.core import paths
+from taloop.core.io import read_json, write_json
+from taloop.student.models import ORIGIN_FILE
+from taloop.tasks import data
 
 CARD = "README.md"
 

@@ -19,7 +19,7 @@ import math
 from collections.abc import Sequence
 from statistics import NormalDist
 
-from taloop.config import TA_MEASURES, Params
+from taloop.params.schema import TA_MEASURES, Params
 from taloop.tasks.base import Example
 from taloop.teachers.rationales import WRITERS
 
@@ -66,7 +66,7 @@ def measures(
     judge: bool = False,
 ) -> dict[str, list[float]]:
     """Every TA measure (and "judge" when asked) for each output, as the real TA's
-    :func:`taloop.scoring.ta_scores` returns them; ``whose``: "teacher" or "student"."""
+    :func:`taloop.method.scoring.ta_scores` returns them; ``whose``: "teacher" or "student"."""
     cfg = params.ta
     auc = cfg.auc_teacher if whose == "teacher" else cfg.auc_student
     right = [ok or in_blind_spot(params, ex) for ex, ok in zip(examples, correct, strict=True)]

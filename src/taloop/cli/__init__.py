@@ -1,0 +1,1 @@
+"""The `taloop` command line: running the pipeline with a time estimate, studies, comparisons."""

@@ -1,0 +1,2 @@
+"""What every layer uses: errors, files and paths, logging, profiling, precision, run manifests,
+statistics."""

@@ -1,0 +1,1 @@
+"""The student: loading models, LoRA training and its loss, decoding, evaluation, model cards."""
