@@ -24,7 +24,8 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
 
 
 def copy_of_package(tmp_path: Path) -> Path:
-    shutil.copytree(REPO / "src", tmp_path / "src", ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
+    shutil.copytree(REPO / "src", tmp_path / "src", ignore=skip)
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
     return tmp_path
 

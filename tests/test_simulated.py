@@ -26,7 +26,8 @@ PRICE = {"input_per_mtok": 2.5, "output_per_mtok": 10.0}
 
 def _teacher(task_configs: dict | None = None, **overrides: object) -> SimulatedTeacher:
     cfg = {"backend": "simulated", "model": "sim", "price": PRICE, "error_rate": 0.2, **overrides}
-    return SimulatedTeacher(TeacherConfig.model_validate(cfg, context={"tasks": CATALOGUE}), task_configs or {})
+    config = TeacherConfig.model_validate(cfg, context={"tasks": CATALOGUE})
+    return SimulatedTeacher(config, task_configs or {})
 
 
 def _ask(teacher: SimulatedTeacher, ex: Example, sample: int = 0):

@@ -63,9 +63,9 @@ def test_each_comparison_shows_the_items_mde_beside_the_seeds_one() -> None:
     cmp = study.compare(_seed_runs([0.4, 0.5]), "ta_loop", "ft")  # disagree on 8 and 10 of 20 items
     per_seed = [mde_paired(20, 0.4), mde_paired(20, 0.5)]
     assert None not in per_seed and cmp["mde_items"] == pytest.approx(np.mean(per_seed))
-    mde_cell = study._points(cmp).split(" | ")[1]
+    mde_cell = study.points_with_mdes(cmp).split(" | ")[1]
     assert mde_cell == f"{100 * cmp['mde']:.1f}; items {100 * cmp['mde_items']:.1f}"
-    assert study._points({**cmp, "mde_items": None}).split(" | ")[1] == f"{100 * cmp['mde']:.1f}"
+    assert study.points_with_mdes({**cmp, "mde_items": None}).split(" | ")[1] == f"{100 * cmp['mde']:.1f}"
 
 
 def test_matching_spend_interpolates_between_measured_budgets() -> None:

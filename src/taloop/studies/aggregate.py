@@ -428,7 +428,7 @@ def _rel(cmp: dict[str, Any]) -> str:
     return f"{100 * cmp['mean_relative_improvement']:+.1f}% ({low} to {high})"
 
 
-def _points(cmp: dict[str, Any], no_mde: str = "n/a (one seed)") -> str:
+def points_with_mdes(cmp: dict[str, Any], no_mde: str = "n/a (one seed)") -> str:
     """Difference in accuracy points with its reported interval, and both MDEs: over seeds
     (the test items held fixed) and on one seed's items, so that seeds agreeing by chance
     cannot pass for a sharp instrument beside an interval the items keep wide."""
@@ -440,7 +440,7 @@ def _points(cmp: dict[str, Any], no_mde: str = "n/a (one seed)") -> str:
 
 
 def _cmp_cells(cmp: dict[str, Any] | None, no_mde: str = "n/a (one seed)") -> str:
-    return "- | - | -" if cmp is None else f"{_points(cmp, no_mde)} | {_rel(cmp)}"
+    return "- | - | -" if cmp is None else f"{points_with_mdes(cmp, no_mde)} | {_rel(cmp)}"
 
 
 def map_lines(rows: list[dict[str, Any]], base: str) -> list[str]:
@@ -532,7 +532,7 @@ def markdown(result: dict[str, Any]) -> str:
     for v, by_seed in result["accuracy"].items():
         cells = [f"{100 * by_seed[s]:.1f}" if s in by_seed else "not run" for s in seeds]
         cmp = result["vs_baseline"].get(v)
-        rel = f"{_points(cmp)} | {_rel(cmp)}" if cmp else "(baseline) | | "
+        rel = f"{points_with_mdes(cmp)} | {_rel(cmp)}" if cmp else "(baseline) | | "
         lines.append(f"| {v} | " + " | ".join(cells) + f" | {100 * result['mean_accuracy'][v]:.1f} | {rel} |")
 
     lines += map_lines(result["error_rate_map"], base)

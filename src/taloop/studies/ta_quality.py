@@ -25,7 +25,7 @@ import numpy as np
 
 from taloop.core.metrics import resample_indices
 from taloop.reporting.ta_map import arm_of, measured_ta_auc, prediction_grid, scope_of
-from taloop.studies.aggregate import N_BOOT, _points, compare, recovery
+from taloop.studies.aggregate import N_BOOT, compare, points_with_mdes, recovery
 
 METHOD = "ta_loop"
 SEED = 0
@@ -274,7 +274,7 @@ def _recovery(rec: Mapping[str, Any] | None) -> str:
     return f"{rec['ratio']:.2f} [{bound[0]}, {bound[1]}]"
 
 
-def _break_even_line(arm: str, be: Mapping[str, Any] | None) -> str:
+def break_even_line(arm: str, be: Mapping[str, Any] | None) -> str:
     if be is None:
         return f"- **{arm}**: fewer than two AUCs run, no break-even AUC yet."
     first, last = be["aucs"][0], be["aucs"][-1]
@@ -325,15 +325,15 @@ def markdown(result: Mapping[str, Any]) -> str:
             lines.append("| " + " | ".join([
                 f"{r['auc']:.2f}{label}", str(len(r["seeds"])),
                 *(f"{acc[v] * 100:.1f}" if v in acc else "n/a" for v in variants),
-                _points(r["vs_baseline"]),
-                _points(r["vs_two_stage"]) if r["vs_two_stage"] else "n/a | n/a",
+                points_with_mdes(r["vs_baseline"]),
+                points_with_mdes(r["vs_two_stage"]) if r["vs_two_stage"] else "n/a | n/a",
                 _recovery(r["recovery"]),
             ]) + " |")  # fmt: skip
-        lines += ["", _break_even_line(arm, entry.get("break_even"))]
+        lines += ["", break_even_line(arm, entry.get("break_even"))]
         if entry["curve"] and entry["curve"][-1]["vs_oracle"] is not None:
             top = entry["curve"][-1]
             lines.append(
-                f"- at AUC {top['auc']:g}, ta_loop - oracle = {_points(top['vs_oracle'])} "
+                f"- at AUC {top['auc']:g}, ta_loop - oracle = {points_with_mdes(top['vs_oracle'])} "
                 "(difference [95% CI] | MDE): how much of the oracle's data a TA this good recovers."
             )
         for r in [*entry["blind_spot"], *entry["real"]]:
@@ -360,7 +360,7 @@ def _pooled_lines(pool: Mapping[str, Any] | None, base: str) -> list[str]:
     ]
     for arm in pool["ranking"]:
         cmp = pool["vs_baseline"][arm]
-        lines.append(f"| {arm} | {cmp['seeds']} | {_points(cmp)} |")
+        lines.append(f"| {arm} | {cmp['seeds']} | {points_with_mdes(cmp)} |")
     lead = pool["lead"]
     if lead is not None:
         first, second = lead["arms"]
