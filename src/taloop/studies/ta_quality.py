@@ -336,11 +336,12 @@ def markdown(result: Mapping[str, Any]) -> str:
                 f"- at AUC {top['auc']:g}, ta_loop - oracle = {points_with_mdes(top['vs_oracle'])} "
                 "(difference [95% CI] | MDE): how much of the oracle's data a TA this good recovers."
             )
-        for r in [*entry["blind_spot"], *entry["real"]]:
+        for label, r in rows[len(entry["curve"]) :]:
             predicted = r["curve_predicts"]
             if predicted is not None:
                 lines.append(
-                    f"- at AUC {r['auc']:g} the curve predicts {predicted['gain'] * 100:+.1f} points "
+                    f"- at AUC {r['auc']:.2f}{label} the curve predicts "
+                    f"{predicted['gain'] * 100:+.1f} points "
                     f"[{predicted['ci'][0] * 100:+.1f}, {predicted['ci'][1] * 100:+.1f}]; measured "
                     f"{_ci(r['vs_baseline'])}."
                 )
