@@ -2,7 +2,8 @@
 
 It names no task: the built-in tasks, their generator settings and the prompt templates are
 the task layer's, handed to validation as a :class:`TaskCatalogue` in pydantic's validation
-context (:func:`taloop.params.validate_params` does), so the schema sits below the tasks.
+context (:func:`taloop.params.validate_params` does), so the task modules can name the
+schema's types without an import circle.
 """
 
 from __future__ import annotations
