@@ -103,16 +103,23 @@ def test_a_missing_key_fails_before_anything_is_sent(raw_params: dict[str, Any],
 
 
 def _stop_while_polling(teacher: Any, requests: list[TeacherRequest], state: BatchState) -> None:
-    """A run stopped while its batch is still in progress: the batch id is on disk."""
+    """A run stopped while its batch is still in progress: stopped as soon as the batch id is
+    on disk (a fixed delay instead was flaky on a loaded machine, stopping before submission)."""
 
     async def stopped_while_polling() -> None:
+        run = asyncio.ensure_future(teacher.run_batch(requests, state))
         try:
-            await asyncio.wait_for(teacher.run_batch(requests, state), timeout=0.5)
+            async with asyncio.timeout(60):
+                while state.load() is None and not run.done():
+                    await asyncio.sleep(0.02)
+            assert not run.done(), "the batch finished instead of polling"
+            run.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await run
         finally:
             await teacher.aclose()
 
-    with pytest.raises(TimeoutError):
-        asyncio.run(stopped_while_polling())
+    asyncio.run(stopped_while_polling())
 
 
 @pytest.mark.parametrize("backend", ["openai", "anthropic"])
