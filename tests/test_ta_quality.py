@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from taloop.core.metrics import seed_interval
 from taloop.reporting import ta_map
 from taloop.studies import headline, page, spec, ta_quality
 
@@ -100,6 +101,18 @@ def test_break_even_auc_is_found_with_an_interval_around_it_and_never_for_an_arm
     rank = result["arms"]["rank"]["break_even"]
     assert rank["auc"] is None and not rank["below_grid"] and rank["share_never"] > 0.95
     assert rank["ci_high"] is None  # the interval leaves the grid: never pays
+
+
+def test_break_even_against_two_stage_asks_what_the_ta_adds_beyond_the_schedule() -> None:
+    runs = study_cells()
+    for r in runs:  # the two-stage schedule alone 5 points above ft: 4 more items, the same first
+        r["correct"]["two_stage"] = _correct(np.random.default_rng(r["seed"]).permutation(80), 36)
+        r["accuracy"]["two_stage"] = 36 / 80
+    entry = ta_quality.summarise(runs, ARMS)["arms"]["calibrated"]
+    assert entry["break_even"]["auc"] == pytest.approx(0.75, abs=0.03)
+    assert entry["break_even_vs_two_stage"]["auc"] == pytest.approx(0.875, abs=0.03)
+    text = ta_quality.markdown(ta_quality.summarise(runs, ARMS))
+    assert "**calibrated** against two_stage (seeds 0, 1, 2, 3, 4): break-even AUC 0.8" in text
 
 
 def test_each_auc_row_compares_ta_loop_with_ft_and_two_stage_and_the_oracle() -> None:
@@ -206,6 +219,16 @@ def test_a_run_inside_the_map_gets_the_curves_prediction_at_its_measured_auc() -
     assert "this run's TA measured 0.610; the map's simulated TA at AUC 0.7 measured 0.550" in text
 
 
+def test_the_gain_over_the_auc_interval_spans_a_peak_inside_it() -> None:
+    published = _published()
+    curve = published["arms"]["calibrated"]["prediction"]
+    peak = int(np.argmin(np.abs(np.asarray(curve["auc"]) - 0.75)))
+    curve["gain"][peak] = 0.3  # a curve that rises and falls within the run's interval
+    low, high = ta_map.predict(published, *_user(0.73, ci=(0.6, 0.86)))["over_auc_interval"]
+    assert high == pytest.approx(0.3)
+    assert low == pytest.approx(min(np.interp([0.6, 0.86], curve["auc"], curve["gain"])))
+
+
 @pytest.mark.parametrize(
     ("user", "reason"),
     [
@@ -284,6 +307,7 @@ def test_the_studies_page_draws_the_gain_against_auc_with_its_levels(tmp_path: P
         "shared blind spot",
     ):
         assert label in html, label
+    assert page.page(tmp_path, {"ta_quality": "ta_quality: TA quality"}) == html  # no date, no random ids
 
 
 def test_the_readme_headline_of_a_ta_quality_map_holds_its_numbers() -> None:
@@ -306,15 +330,23 @@ def test_the_readme_headline_of_a_ta_quality_map_holds_its_numbers() -> None:
             assert shown["oracle"] == f"{row['mean_accuracy']['oracle'] * 100:.1f}"
     assert by_label["0.90, blind spot shared"]["ta_loop (rank)"] == "-"  # rank ran no blind-spot cells
     assert "**calibrated** (seeds 0, 1, 2, 3, 4): break-even AUC 0.7" in text
+    assert "**calibrated** against two_stage (seeds 0, 1, 2, 3, 4): break-even" in text
 
 
-def test_pooling_ranks_the_arms_and_compares_the_two_leading_on_shared_cells() -> None:
-    pool = ta_quality.summarise(study_cells(), ARMS)["pooled"]
+def test_pooling_takes_the_seed_as_the_unit_and_compares_the_two_leading_arms() -> None:
+    runs = study_cells()
+    pool = ta_quality.summarise(runs, ARMS)["pooled"]
     assert pool["ranking"] == ["calibrated", "rank"]  # calibrated's mean gain is 0 over AUCs; rank's -5
     calibrated, rank = pool["vs_baseline"]["calibrated"], pool["vs_baseline"]["rank"]
-    assert calibrated["seeds"] == rank["seeds"] == 30
+    assert (calibrated["seeds"], calibrated["cells"]) == (rank["seeds"], rank["cells"]) == (5, 30)
+    # a seed's AUCs share its ft run: the t-interval is over the 5 seeds' means, 4 degrees of freedom
+    ours = [r for r in runs if r["params"]["stage2.weighting"] == "calibrated"]
+    gains = [np.mean([r["accuracy"]["ta_loop"] - r["accuracy"]["ft"] for r in ours if r["seed"] == s])
+             for s in range(5)]  # fmt: skip
+    assert calibrated["diff_t_ci"] == pytest.approx([seed_interval(gains)[k] for k in ("ci_low", "ci_high")])
     lead = pool["lead"]
-    assert lead["arms"] == ["calibrated", "rank"] and lead["seeds"] == 30
+    assert lead["arms"] == ["calibrated", "rank"] and (lead["seeds"], lead["cells"]) == (5, 30)
     assert lead["diff"] == pytest.approx(calibrated["diff"] - rank["diff"])
     assert lead["diff_ci"][0] > 0  # 5 points on every cell's same items: clear of zero
-    assert "calibrated leads rank by +" in ta_quality.markdown(ta_quality.summarise(study_cells(), ARMS))
+    text = ta_quality.markdown(ta_quality.summarise(runs, ARMS))
+    assert "calibrated leads rank by +" in text and "over the 30 cells both ran (5 seeds;" in text

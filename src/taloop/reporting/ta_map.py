@@ -200,8 +200,10 @@ def predict(
     seeds = entry_arm["break_even"]["seeds"]
     grid = curve["auc"]
     mean = float(np.interp(at, grid, curve["gain"]))
-    ends = [auc if x is None else x for x in ci]
-    span = [float(np.interp(_clip(x, grid), grid, curve["gain"])) for x in ends]
+    low, high = sorted(_clip(auc if x is None else x, grid) for x in ci)
+    # the curve need not be monotone: its extremes over the interval may lie inside it
+    span = [float(np.interp(x, grid, curve["gain"])) for x in (low, high)]
+    span += [g for a, g in zip(grid, curve["gain"], strict=True) if low < a < high]
     seed_sd = float(np.interp(at, grid, [np.nan if x is None else x for x in curve["seed_sd"]]))
     half = None
     if len(seeds) > 1 and not math.isnan(seed_sd):
@@ -221,7 +223,7 @@ def predict(
         "ci_low": float(np.interp(at, grid, curve["ci_low"])),
         "ci_high": float(np.interp(at, grid, curve["ci_high"])),
         "one_run": None if half is None else [mean - half, mean + half],
-        "over_auc_interval": sorted(span),
+        "over_auc_interval": [min(span), max(span)],
         "break_even": entry_arm["break_even"],
         "map_student_side_auc": nearest.get("measured_student_auc"),
         "map_teacher_side_auc": nearest.get("measured_auc"),

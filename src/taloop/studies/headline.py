@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from taloop.studies import spec
-from taloop.studies.ta_quality import break_even_line
+from taloop.studies.ta_quality import break_even_lines
 
 START = "<!-- headline:start {name} -->"
 END = "<!-- headline:end -->"
@@ -122,7 +122,7 @@ def ta_quality(result: Mapping[str, Any]) -> str:
         for arm in arms:
             cells += _arm_cells(by_arm.get(arm))
         rows.append("| " + " | ".join(cells) + " |")
-    lines = [break_even_line(arm, result["arms"][arm].get("break_even")) for arm in arms]
+    lines = [line for arm in arms for line in break_even_lines(arm, result["arms"][arm])]
     return "\n".join(rows) + "\n\n" + "\n".join(lines)
 
 

@@ -34,7 +34,10 @@ STUDIES = Path(__file__).resolve().parents[1] / "reports/studies"
 
 def _svg(fig: Figure) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight")
+    # no date and salted ids: the same numbers give the same file, so a published figure
+    # changes in git only when its study does
+    with plt.rc_context({"svg.hashsalt": "taloop"}):
+        fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     text = buf.getvalue()
     return text[text.index("<svg") :]  # drop the XML prolog: the SVG sits inside HTML

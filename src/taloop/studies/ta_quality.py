@@ -30,6 +30,7 @@ from taloop.studies.aggregate import N_BOOT, compare, points_with_mdes, recovery
 METHOD = "ta_loop"
 SEED = 0
 GRID_STEP = 0.01  # of the prediction each run's report reads (linear between grid points)
+Groups = Mapping[float, Sequence[dict[str, Any]]]  # AUC -> its cells
 
 
 def _kind(run: Mapping[str, Any]) -> str:
@@ -159,6 +160,10 @@ def _prediction(curve: Mapping[str, Any]) -> dict[str, list[float]]:
     return prediction_grid(grid, np.interp(grid, aucs, curve["gain"]), band, seed_sd)
 
 
+def _public(curve: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in curve.items() if k not in ("gain_resamples", "per_seed_gain")}
+
+
 def _mean_of(values: list[float | None]) -> float | None:
     known = [v for v in values if v is not None]
     return float(np.mean(known)) if known else None
@@ -209,10 +214,11 @@ def summarise(runs: list[dict[str, Any]], arms: Mapping[str, Mapping[str, Any]])
         }
         curve = break_even(curve_groups, baseline) if len(curve_groups) >= 2 else None
         if curve is not None:
-            entry["break_even"] = {
-                k: v for k, v in curve.items() if k not in ("gain_resamples", "per_seed_gain")
-            }
+            entry["break_even"] = _public(curve)
             entry["prediction"] = _prediction(curve)
+            # against ft the two-stage schedule alone may pay; against two_stage only the TA can
+            if all("two_stage" in r["accuracy"] for g in curve_groups.values() for r in g):
+                entry["break_even_vs_two_stage"] = _public(break_even(curve_groups, "two_stage"))
         entry["blind_spot"] = [
             {"auc": a, **_row(g, baseline), "curve_predicts": predicted_gain(curve, a) if curve else None}
             for a, g in sorted(kinds.get("blind_spot", {}).items())
@@ -233,33 +239,63 @@ def summarise(runs: list[dict[str, Any]], arms: Mapping[str, Mapping[str, Any]])
     return out
 
 
-def _cells(groups: Mapping[float, Sequence[dict[str, Any]]]) -> dict[tuple[float, int], dict[str, Any]]:
-    return {(auc, r["seed"]): r for auc, group in groups.items() for r in group}
+def _common_seeds(groups: Groups) -> set[int]:
+    return set.intersection(*({r["seed"] for r in g} for g in groups.values()))
 
 
-def pooled(curves: Mapping[str, Mapping[float, Sequence[dict[str, Any]]]], baseline: str) -> dict[str, Any]:
-    """Each arm's ta_loop - baseline pooled over every curve cell it ran (exploratory: it
-    assumes one gain at every AUC; resampled within each AUC), and the two leading arms
-    compared on the (AUC, seed) cells both ran: which arm a validation study picks."""
+def _seed_record(seed: int, series: Mapping[str, tuple[Sequence[dict[str, Any]], str]]) -> dict[str, Any]:
+    """One seed as :func:`compare` reads a run: each named series (``name -> (cells, variant)``,
+    the seed's cells) averaged over its cells, accuracy and per-item correctness alike."""
+    cells, _ = next(iter(series.values()))
+    return {
+        "seed": seed,
+        "ids": cells[0]["ids"],
+        "tasks": cells[0]["tasks"],
+        "accuracy": {n: float(np.mean([r["accuracy"][v] for r in rs])) for n, (rs, v) in series.items()},
+        "correct": {n: np.mean([r["correct"][v] for r in rs], axis=0) for n, (rs, v) in series.items()},
+    }
+
+
+def _at(groups: Groups, seed: int, aucs: Sequence[float]) -> list[dict[str, Any]]:
+    return [r for a in aucs for r in groups[a] if r["seed"] == seed]
+
+
+def _pooled_compare(records: list[dict[str, Any]], variant: str, baseline: str, cells: int) -> dict[str, Any]:
+    # one seed's McNemar test reads right and wrong items; a mean over AUCs is neither
+    return {**compare(records, variant, baseline), "mde_items": None, "cells": cells}
+
+
+def pooled(curves: Mapping[str, Groups], baseline: str) -> dict[str, Any]:
+    """Each arm's ta_loop - baseline pooled over the AUCs (exploratory: it assumes one gain at
+    every AUC) over the seeds that ran every AUC of the arm. A seed's AUCs share its ft,
+    two_stage and oracle runs, so the seed is the unit: per seed the mean over its AUCs, then
+    the seeds' t-interval and the joint bootstrap of seeds and items. Then the two leading arms
+    compared over the seeds and AUCs both ran (the leader is picked on these same cells, so
+    that interval leans its way)."""
     per_arm = {}
     for arm, groups in curves.items():
-        cells = list(_cells(groups).values())
-        per_arm[arm] = compare(cells, METHOD, baseline, strata=[r["params"]["ta.auc_teacher"] for r in cells])
+        aucs, seeds = sorted(groups), sorted(_common_seeds(groups))
+        if seeds:
+            records = [
+                _seed_record(s, {v: (_at(groups, s, aucs), v) for v in (METHOD, baseline)}) for s in seeds
+            ]
+            per_arm[arm] = _pooled_compare(records, METHOD, baseline, len(seeds) * len(aucs))
     ranked = sorted(per_arm, key=lambda a: per_arm[a]["diff"], reverse=True)
     out: dict[str, Any] = {"vs_baseline": per_arm, "ranking": ranked, "lead": None}
     if len(ranked) >= 2:
-        first, second = (_cells(curves[a]) for a in ranked[:2])
-        both = sorted(set(first) & set(second))
-        merged = [
-            {
-                **first[k],
-                "accuracy": {"lead": first[k]["accuracy"][METHOD], "next": second[k]["accuracy"][METHOD]},
-                "correct": {"lead": first[k]["correct"][METHOD], "next": second[k]["correct"][METHOD]},
-            }
-            for k in both
-        ]
-        if merged:
-            out["lead"] = {"arms": ranked[:2], **compare(merged, "lead", "next", strata=[k[0] for k in both])}
+        first, second = (curves[a] for a in ranked[:2])
+        aucs = sorted(set(first) & set(second))
+        both = [{a: g[a] for a in aucs} for g in (first, second)] if aucs else []
+        seeds = sorted(_common_seeds(both[0]) & _common_seeds(both[1])) if both else []
+        if seeds:
+            records = [
+                _seed_record(
+                    s, {"lead": (_at(first, s, aucs), METHOD), "next": (_at(second, s, aucs), METHOD)}
+                )
+                for s in seeds
+            ]
+            lead = _pooled_compare(records, "lead", "next", len(seeds) * len(aucs))
+            out["lead"] = {"arms": ranked[:2], **lead}
     return out
 
 
@@ -274,7 +310,8 @@ def _recovery(rec: Mapping[str, Any] | None) -> str:
     return f"{rec['ratio']:.2f} [{bound[0]}, {bound[1]}]"
 
 
-def break_even_line(arm: str, be: Mapping[str, Any] | None) -> str:
+def break_even_line(arm: str, be: Mapping[str, Any] | None, against: str = "") -> str:
+    """``against``: the comparison's other side where it is not the study's baseline."""
     if be is None:
         return f"- **{arm}**: fewer than two AUCs run, no break-even AUC yet."
     first, last = be["aucs"][0], be["aucs"][-1]
@@ -293,11 +330,20 @@ def break_even_line(arm: str, be: Mapping[str, Any] | None) -> str:
         if not be.get("confidence_set_contiguous", True):
             interval += " (not one interval: the gain's band touches zero in more than one stretch)"
     return (
-        f"- **{arm}** (seeds {', '.join(map(str, be['seeds']))}): break-even {point}; {interval} "
+        f"- **{arm}**{f' against {against}' if against else ''} (seeds {', '.join(map(str, be['seeds']))}): "
+        f"break-even {point}; {interval} "
         f"(the AUCs where the gain's interval contains 0). In the resamples ta_loop never gains in "
         f"{be['share_never']:.0%}, gains at every AUC in {be['share_always']:.0%}, and turns positive more "
         f"than once in {be['share_several_crossings']:.0%}."
     )
+
+
+def break_even_lines(arm: str, entry: Mapping[str, Any]) -> list[str]:
+    """The arm's break-even against the baseline, then against two_stage where it was run."""
+    lines = [break_even_line(arm, entry.get("break_even"))]
+    if "break_even_vs_two_stage" in entry:
+        lines.append(break_even_line(arm, entry["break_even_vs_two_stage"], "two_stage"))
+    return lines
 
 
 def markdown(result: Mapping[str, Any]) -> str:
@@ -329,7 +375,7 @@ def markdown(result: Mapping[str, Any]) -> str:
                 points_with_mdes(r["vs_two_stage"]) if r["vs_two_stage"] else "n/a | n/a",
                 _recovery(r["recovery"]),
             ]) + " |")  # fmt: skip
-        lines += ["", break_even_line(arm, entry.get("break_even"))]
+        lines += ["", *break_even_lines(arm, entry)]
         if entry["curve"] and entry["curve"][-1]["vs_oracle"] is not None:
             top = entry["curve"][-1]
             lines.append(
@@ -356,17 +402,19 @@ def _pooled_lines(pool: Mapping[str, Any] | None, base: str) -> list[str]:
     lines = [
         "## Pooled over the AUCs run (exploratory: one gain at every AUC)",
         "",
-        f"| arm | cells | ta_loop - {base} (95% CI) | MDE (seeds; items) |",
-        "|---|---|---|---|",
+        f"| arm | seeds | cells | ta_loop - {base} (95% CI) | MDE (seeds) |",
+        "|---|---|---|---|---|",
     ]
     for arm in pool["ranking"]:
         cmp = pool["vs_baseline"][arm]
-        lines.append(f"| {arm} | {cmp['seeds']} | {points_with_mdes(cmp)} |")
+        lines.append(f"| {arm} | {cmp['seeds']} | {cmp['cells']} | {points_with_mdes(cmp)} |")
     lead = pool["lead"]
     if lead is not None:
         first, second = lead["arms"]
         lines += [
             "",
-            f"- {first} leads {second} by {_ci(lead)} points over the {lead['seeds']} cells both ran.",
+            f"- {first} leads {second} by {_ci(lead)} points over the {lead['cells']} cells both ran "
+            f"({lead['seeds']} seeds; {first} was ranked first on these cells, so the interval leans "
+            "its way).",
         ]
     return [*lines, ""]
