@@ -331,6 +331,7 @@ def test_the_readme_headline_of_a_ta_quality_map_holds_its_numbers() -> None:
     assert by_label["0.90, blind spot shared"]["ta_loop (rank)"] == "-"  # rank ran no blind-spot cells
     assert "**calibrated** (seeds 0, 1, 2, 3, 4): break-even AUC 0.7" in text
     assert "**calibrated** against two_stage (seeds 0, 1, 2, 3, 4): break-even" in text
+    assert ta_quality.stop_rule_lines(result["stop_rules"])[0] in text and "Triggered" in text
 
 
 def test_pooling_takes_the_seed_as_the_unit_and_compares_the_two_leading_arms() -> None:
@@ -350,3 +351,50 @@ def test_pooling_takes_the_seed_as_the_unit_and_compares_the_two_leading_arms() 
     assert lead["diff_ci"][0] > 0  # 5 points on every cell's same items: clear of zero
     text = ta_quality.markdown(ta_quality.summarise(runs, ARMS))
     assert "calibrated leads rank by +" in text and "over the 30 cells both ran (5 seeds;" in text
+
+
+def _calibrated_ends(blind_gain: float, perfect_gain: float) -> list[dict[str, Any]]:
+    return [
+        cell("calibrated", auc, s, {0.5: blind_gain, 1.0: perfect_gain}.get(auc, 0.0))
+        for s in range(5)
+        for auc in AUCS
+    ]
+
+
+def test_the_stop_rule_fires_on_harm_at_a_blind_ta_or_a_shortfall_at_a_perfect_one() -> None:
+    (harm,) = ta_quality.summarise(study_cells(), ARMS)["stop_rules"]  # calibrated 10 points below at 0.5
+    assert harm["arm"] == "calibrated" and harm["blind_harms"] and harm["triggered"]
+    assert harm["blind_vs_two_stage"]["diff_ci"][1] < 0
+    (fine,) = ta_quality.summarise(_calibrated_ends(0.0, 15.0), ARMS)[
+        "stop_rules"
+    ]  # two_stage's; the oracle's
+    assert not fine["blind_harms"] and not fine["perfect_short"] and not fine["triggered"]
+    (short,) = ta_quality.summarise(_calibrated_ends(0.0, 0.0), ARMS)["stop_rules"]  # 15 below the oracle
+    assert short["perfect_short"] and short["triggered"] and not short["blind_harms"]
+    assert -short["perfect_vs_oracle"]["diff"] > short["perfect_mde"] >= short["perfect_vs_oracle"]["mde"]
+    text = ta_quality.markdown(ta_quality.summarise(_calibrated_ends(0.0, 15.0), ARMS))
+    assert "- Stop rule (calibrated, 5 seeds): at AUC 0.5 its weights did no measurable harm" in text
+    assert "Not triggered." in text and "Triggered" not in text
+    rank_only = [r for r in study_cells() if r["params"]["stage2.weighting"] == "rank"]
+    assert ta_quality.summarise(rank_only, ARMS)["stop_rules"] == []  # the rule is about calibrated weights
+    two_calibrated = {
+        "calibrated-g0": {**ARMS["calibrated"], "stage2.need_gain": 0},
+        **ARMS,
+    }  # first match wins
+    runs = _calibrated_ends(0.0, 15.0) + [
+        cell("calibrated", auc, s, -10.0, **{"stage2.need_gain": 0}) for s in range(5) for auc in AUCS
+    ]
+    rules = ta_quality.summarise(runs, two_calibrated)["stop_rules"]
+    assert [(r["arm"], r["triggered"]) for r in rules] == [("calibrated", False), ("calibrated-g0", True)]
+
+
+def test_the_report_shows_the_measured_auc_beside_the_set_one() -> None:
+    runs = study_cells()
+    for r in runs:
+        a = r["params"]["ta.auc_teacher"]
+        r["calibration"]["auc"] = {
+            "ta_teacher": {"m": {"auc": a - 0.02}},
+            "ta_student": {"m": {"auc": a - 0.04}},
+        }
+    text = ta_quality.markdown(ta_quality.summarise(runs, ARMS))
+    assert "| 0.70 | 0.68; 0.66 | 5 |" in text and "| 1.00 | 0.98; 0.96 | 5 |" in text

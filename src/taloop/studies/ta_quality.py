@@ -25,7 +25,7 @@ import numpy as np
 
 from taloop.core.metrics import resample_indices
 from taloop.reporting.ta_map import arm_of, measured_ta_auc, prediction_grid, scope_of
-from taloop.studies.aggregate import N_BOOT, compare, points_with_mdes, recovery
+from taloop.studies.aggregate import N_BOOT, compare, points_ci, points_with_mdes, recovery
 
 METHOD = "ta_loop"
 SEED = 0
@@ -236,7 +236,61 @@ def summarise(runs: list[dict[str, Any]], arms: Mapping[str, Mapping[str, Any]])
         out["arms"][arm] = entry
     curves = {arm: kinds["curve"] for arm, kinds in by_arm.items() if kinds.get("curve")}
     out["pooled"] = pooled(curves, baseline) if curves else None
+    out["stop_rules"] = stop_rules(out["arms"])
     return out
+
+
+def _larger_mde(cmp: Mapping[str, Any]) -> float | None:
+    known = [m for m in (cmp["mde"], cmp.get("mde_items")) if m is not None]
+    return max(known) if known else None
+
+
+def _stop_rule(arm: str, entry: Mapping[str, Any]) -> dict[str, Any] | None:
+    rows = {r["auc"]: r for r in entry["curve"]}
+    blind, perfect = rows.get(0.5), rows.get(1.0)
+    if blind is None or perfect is None or blind["vs_two_stage"] is None or perfect["vs_oracle"] is None:
+        return None
+    vs_two, vs_oracle = blind["vs_two_stage"], perfect["vs_oracle"]
+    mde = _larger_mde(vs_oracle)
+    harm = vs_two["diff_ci"][1] < 0
+    short = mde is not None and -vs_oracle["diff"] > mde
+    return {
+        "arm": arm,
+        "blind_vs_two_stage": vs_two,
+        "blind_harms": harm,
+        "perfect_vs_oracle": vs_oracle,
+        "perfect_mde": mde,
+        "perfect_short": short,
+        "triggered": harm or short,
+    }
+
+
+def stop_rules(arms: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The map's stop rule, per arm that weights by calibrated probabilities and has run both
+    ends: the design is wrong, not the data, if at AUC 0.5 (a blind TA) it is below two_stage
+    with an interval clear of zero, or at AUC 1.0 (a perfect TA) below the oracle by more than
+    the MDE (the larger of the seeds' and the items', so that seeds agreeing by chance cannot
+    trigger it)."""
+    found = (_stop_rule(a, e) for a, e in arms.items() if e["params"].get("stage2.weighting") == "calibrated")
+    return [rule for rule in found if rule is not None]
+
+
+def stop_rule_lines(rules: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The stop rule as it came out, with its intervals (the README's headline says it too)."""
+    if not rules:
+        return ["- Stop rule: not evaluated yet (no calibrated arm has run AUC 0.5 and 1.0)."]
+    lines = []
+    for rule in rules:
+        two, oracle, mde = rule["blind_vs_two_stage"], rule["perfect_vs_oracle"], rule["perfect_mde"]
+        bound = "no MDE (the seeds agree)" if mde is None else f"MDE {mde * 100:.1f}"
+        lines.append(
+            f"- Stop rule ({rule['arm']}, {two['seeds']} seeds): at AUC 0.5 its weights "
+            f"{'did harm' if rule['blind_harms'] else 'did no measurable harm'} against two_stage, "
+            f"{points_ci(two)} points; at AUC 1.0 it came out {points_ci(oracle)} points against the "
+            f"oracle (a shortfall beyond the {bound} would trigger). "
+            + ("**Triggered: the design is wrong, not the data.**" if rule["triggered"] else "Not triggered.")
+        )
+    return lines
 
 
 def _common_seeds(groups: Groups) -> set[int]:
@@ -303,6 +357,14 @@ def _ci(cmp: Mapping[str, Any]) -> str:
     return f"{cmp['diff'] * 100:+.1f} [{cmp['diff_ci'][0] * 100:+.1f}, {cmp['diff_ci'][1] * 100:+.1f}]"
 
 
+def _measured(row: Mapping[str, Any]) -> str:
+    """The TA's validation AUC as calibrate_signals measured it, mean over the seeds: a
+    simulated TA's realised AUC scatters around the set one (about 20 wrong replies a seed)."""
+    return "; ".join(
+        "n/a" if a is None else f"{a:.2f}" for a in (row["measured_auc"], row["measured_student_auc"])
+    )
+
+
 def _recovery(rec: Mapping[str, Any] | None) -> str:
     if rec is None or rec["ratio"] is None:
         return "n/a"
@@ -353,12 +415,14 @@ def markdown(result: Mapping[str, Any]) -> str:
         "",
         f"ta_loop against {base} and two_stage, in accuracy points with 95% intervals (seeds and test",
         "items resampled jointly, and the seeds' t-interval: the wider), minimum detectable effects at",
-        f"80% power, and the recovery ratio (ta_loop - {base}) / (oracle - {base}), by the TA's AUC.",
+        f"80% power, and the recovery ratio (ta_loop - {base}) / (oracle - {base}), by the TA's AUC:",
+        "the set one, and beside it the one calibrate_signals measured on validation (mean over the",
+        "seeds, at flagging wrong teacher replies; wrong student answers).",
         "",
     ]
     mde = "MDE (seeds; items)"
-    header = ["AUC", "seeds", base, "two_stage", "ta_loop", "oracle", f"ta_loop - {base}", mde,
-              "ta_loop - two_stage", mde, "recovery"]  # fmt: skip
+    header = ["AUC", "measured (teacher; student)", "seeds", base, "two_stage", "ta_loop", "oracle",
+              f"ta_loop - {base}", mde, "ta_loop - two_stage", mde, "recovery"]  # fmt: skip
     variants = (base, "two_stage", METHOD, "oracle")
     for arm, entry in result["arms"].items():
         lines += [f"## {arm}: {json.dumps(entry['params'])}", "", "| " + " | ".join(header) + " |",
@@ -369,7 +433,7 @@ def markdown(result: Mapping[str, Any]) -> str:
         for label, r in rows:
             acc = r["mean_accuracy"]
             lines.append("| " + " | ".join([
-                f"{r['auc']:.2f}{label}", str(len(r["seeds"])),
+                f"{r['auc']:.2f}{label}", _measured(r), str(len(r["seeds"])),
                 *(f"{acc[v] * 100:.1f}" if v in acc else "n/a" for v in variants),
                 points_with_mdes(r["vs_baseline"]),
                 points_with_mdes(r["vs_two_stage"]) if r["vs_two_stage"] else "n/a | n/a",
@@ -393,6 +457,7 @@ def markdown(result: Mapping[str, Any]) -> str:
                 )
         lines.append("")
     lines += _pooled_lines(result.get("pooled"), base)
+    lines += [*stop_rule_lines(result.get("stop_rules", [])), ""]
     return "\n".join(lines)
 
 
