@@ -353,9 +353,9 @@ def test_pooling_takes_the_seed_as_the_unit_and_compares_the_two_leading_arms() 
     assert "calibrated leads rank by +" in text and "over the 30 cells both ran (5 seeds;" in text
 
 
-def _calibrated_ends(blind_gain: float, perfect_gain: float) -> list[dict[str, Any]]:
+def _calibrated_ends(blind_gain: float, perfect_gain: float, jitter: int = 1) -> list[dict[str, Any]]:
     return [
-        cell("calibrated", auc, s, {0.5: blind_gain, 1.0: perfect_gain}.get(auc, 0.0))
+        cell("calibrated", auc, s, {0.5: blind_gain, 1.0: perfect_gain}.get(auc, 0.0), jitter)
         for s in range(5)
         for auc in AUCS
     ]
@@ -372,6 +372,10 @@ def test_the_stop_rule_fires_on_harm_at_a_blind_ta_or_a_shortfall_at_a_perfect_o
     (short,) = ta_quality.summarise(_calibrated_ends(0.0, 0.0), ARMS)["stop_rules"]  # 15 below the oracle
     assert short["perfect_short"] and short["triggered"] and not short["blind_harms"]
     assert -short["perfect_vs_oracle"]["diff"] > short["perfect_mde"] >= short["perfect_vs_oracle"]["mde"]
+    # one item short of the oracle on every seed alike: the seeds' MDE is 0, the items' none
+    (agree,) = ta_quality.summarise(_calibrated_ends(0.0, 13.75, jitter=0), ARMS)["stop_rules"]
+    assert agree["perfect_vs_oracle"]["mde"] == pytest.approx(0.0) and agree["perfect_vs_oracle"]["diff"] < 0
+    assert agree["perfect_mde"] is None and not agree["triggered"]
     text = ta_quality.markdown(ta_quality.summarise(_calibrated_ends(0.0, 15.0), ARMS))
     assert "- Stop rule (calibrated, 5 seeds): at AUC 0.5 its weights did no measurable harm" in text
     assert "Not triggered." in text and "Triggered" not in text

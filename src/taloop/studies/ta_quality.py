@@ -241,8 +241,12 @@ def summarise(runs: list[dict[str, Any]], arms: Mapping[str, Mapping[str, Any]])
 
 
 def _larger_mde(cmp: Mapping[str, Any]) -> float | None:
-    known = [m for m in (cmp["mde"], cmp.get("mde_items")) if m is not None]
-    return max(known) if known else None
+    """The larger of the seeds' and the items' MDE; None where a seed's items differ too
+    little for McNemar's test to detect any difference (seeds that agree exactly give a seeds'
+    MDE of 0, which must not make every shortfall count)."""
+    if cmp.get("mde_items") is None:
+        return None
+    return max(m for m in (cmp["mde"], cmp["mde_items"]) if m is not None)
 
 
 def _stop_rule(arm: str, entry: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -269,8 +273,7 @@ def stop_rules(arms: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
     """The map's stop rule, per arm that weights by calibrated probabilities and has run both
     ends: the design is wrong, not the data, if at AUC 0.5 (a blind TA) it is below two_stage
     with an interval clear of zero, or at AUC 1.0 (a perfect TA) below the oracle by more than
-    the MDE (the larger of the seeds' and the items', so that seeds agreeing by chance cannot
-    trigger it)."""
+    the MDE (:func:`_larger_mde`, so that seeds agreeing by chance cannot trigger it)."""
     found = (_stop_rule(a, e) for a, e in arms.items() if e["params"].get("stage2.weighting") == "calibrated")
     return [rule for rule in found if rule is not None]
 
@@ -282,12 +285,16 @@ def stop_rule_lines(rules: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = []
     for rule in rules:
         two, oracle, mde = rule["blind_vs_two_stage"], rule["perfect_vs_oracle"], rule["perfect_mde"]
-        bound = "no MDE (the seeds agree)" if mde is None else f"MDE {mde * 100:.1f}"
+        bound = (
+            "no shortfall is detectable: too few items differ from the oracle's"
+            if mde is None
+            else f"a shortfall beyond the MDE {mde * 100:.1f} would trigger"
+        )
         lines.append(
             f"- Stop rule ({rule['arm']}, {two['seeds']} seeds): at AUC 0.5 its weights "
             f"{'did harm' if rule['blind_harms'] else 'did no measurable harm'} against two_stage, "
             f"{points_ci(two)} points; at AUC 1.0 it came out {points_ci(oracle)} points against the "
-            f"oracle (a shortfall beyond the {bound} would trigger). "
+            f"oracle ({bound}). "
             + ("**Triggered: the design is wrong, not the data.**" if rule["triggered"] else "Not triggered.")
         )
     return lines
