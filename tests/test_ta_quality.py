@@ -361,26 +361,54 @@ def _calibrated_ends(blind_gain: float, perfect_gain: float, jitter: int = 1) ->
     ]
 
 
+def _rule(runs: list[dict[str, Any]], arms: dict[str, dict[str, Any]] = ARMS) -> dict[str, Any]:
+    (rule,) = ta_quality.summarise(runs, arms)["stop_rules"]
+    return rule
+
+
 def test_the_stop_rule_fires_on_harm_at_a_blind_ta_or_a_shortfall_at_a_perfect_one() -> None:
-    (harm,) = ta_quality.summarise(study_cells(), ARMS)["stop_rules"]  # calibrated 10 points below at 0.5
+    harm = _rule(study_cells())  # calibrated 10 points below two_stage at AUC 0.5
     assert harm["arm"] == "calibrated" and harm["blind_harms"] and harm["triggered"]
-    assert harm["blind_vs_two_stage"]["diff_ci"][1] < 0
-    (fine,) = ta_quality.summarise(_calibrated_ends(0.0, 15.0), ARMS)[
-        "stop_rules"
-    ]  # two_stage's; the oracle's
-    assert not fine["blind_harms"] and not fine["perfect_short"] and not fine["triggered"]
-    (short,) = ta_quality.summarise(_calibrated_ends(0.0, 0.0), ARMS)["stop_rules"]  # 15 below the oracle
-    assert short["perfect_short"] and short["triggered"] and not short["blind_harms"]
-    assert -short["perfect_vs_oracle"]["diff"] > short["perfect_mde"] >= short["perfect_vs_oracle"]["mde"]
-    # one item short of the oracle on every seed alike: the seeds' MDE is 0, the items' none
-    (agree,) = ta_quality.summarise(_calibrated_ends(0.0, 13.75, jitter=0), ARMS)["stop_rules"]
+    fine = _rule(_calibrated_ends(0.0, 15.0))  # two_stage's level at 0.5, the oracle's at 1.0
+    assert fine["blind_harms"] is False and fine["perfect_short"] is False and not fine["triggered"]
+    short = _rule(_calibrated_ends(0.0, 0.0))  # 15 points below the oracle at 1.0
+    assert short["perfect_short"] and short["triggered"] and short["blind_harms"] is False
+    # one seed at the oracle's level, four 16 points below it: the shortfall still counts
+    mixed = [r for r in _calibrated_ends(0.0, 0.0, jitter=0) if r["params"]["ta.auc_teacher"] != 1.0]
+    mixed += [cell("calibrated", 1.0, s, 15.0 if s == 0 else -5.0, jitter=0) for s in range(5)]
+    assert _rule(mixed)["perfect_short"]
+    # one item short of the oracle on every seed alike: the seeds' MDE is 0, the interval reaches 0
+    agree = _rule(_calibrated_ends(0.0, 13.75, jitter=0))
     assert agree["perfect_vs_oracle"]["mde"] == pytest.approx(0.0) and agree["perfect_vs_oracle"]["diff"] < 0
-    assert agree["perfect_mde"] is None and not agree["triggered"]
-    text = ta_quality.markdown(ta_quality.summarise(_calibrated_ends(0.0, 15.0), ARMS))
-    assert "- Stop rule (calibrated, 5 seeds): at AUC 0.5 its weights did no measurable harm" in text
-    assert "Not triggered." in text and "Triggered" not in text
+    assert agree["perfect_short"] is False and not agree["triggered"]
+
+
+def test_the_stop_rule_judges_each_end_on_its_own_and_says_what_is_not_run() -> None:
+    no_top = [r for r in study_cells() if r["params"]["ta.auc_teacher"] != 1.0]
+    rule = _rule(no_top)
+    assert rule["perfect_vs_oracle"] is None and rule["perfect_short"] is None
+    assert rule["blind_harms"] and rule["triggered"]  # harm at 0.5 needs no AUC 1.0 to count
+    (line,) = ta_quality.stop_rule_lines([rule])
+    assert "at AUC 1.0 not run yet" in line and line.endswith(
+        "**Triggered: stop the map and find out why first.**"
+    )
+    pending = _rule([r for r in _calibrated_ends(0.0, 15.0) if r["params"]["ta.auc_teacher"] != 0.5])
+    (line,) = ta_quality.stop_rule_lines([pending])
+    assert "at AUC 0.5 not run yet" in line and line.endswith("Not triggered so far.")
+    (line,) = ta_quality.stop_rule_lines([_rule(_calibrated_ends(0.0, 15.0))])
+    assert "harm not shown (a loss up to" in line and line.endswith("Not triggered.")
+    assert ta_quality.stop_rule_lines([_rule(_calibrated_ends(0.0, 15.0))])[0] in ta_quality.markdown(
+        ta_quality.summarise(_calibrated_ends(0.0, 15.0), ARMS)
+    )
+
+
+def test_the_stop_rule_finds_calibrated_arms_by_their_cells_not_their_names() -> None:
     rank_only = [r for r in study_cells() if r["params"]["stage2.weighting"] == "rank"]
     assert ta_quality.summarise(rank_only, ARMS)["stop_rules"] == []  # the rule is about calibrated weights
+    # an arm that leaves stage2.weighting to the default is found by its cells' resolved params
+    by_default = {"rank": ARMS["rank"], "default": {"signals.selection": "calibrated"}}
+    calibrated = [r for r in study_cells() if r["params"]["stage2.weighting"] == "calibrated"]
+    assert _rule(calibrated, by_default)["arm"] == "default"
     two_calibrated = {
         "calibrated-g0": {**ARMS["calibrated"], "stage2.need_gain": 0},
         **ARMS,
@@ -395,10 +423,13 @@ def test_the_stop_rule_fires_on_harm_at_a_blind_ta_or_a_shortfall_at_a_perfect_o
 def test_the_report_shows_the_measured_auc_beside_the_set_one() -> None:
     runs = study_cells()
     for r in runs:
-        a = r["params"]["ta.auc_teacher"]
+        a, shift = r["params"]["ta.auc_teacher"], 0.01 * r["seed"]
         r["calibration"]["auc"] = {
-            "ta_teacher": {"m": {"auc": a - 0.02}},
+            "ta_teacher": {"m": {"auc": a - shift}},
             "ta_student": {"m": {"auc": a - 0.04}},
         }
+        if r["seed"] == 4:
+            r["calibration"]["auc"]["ta_student"]["m"]["auc"] = None  # too few wrong student answers
     text = ta_quality.markdown(ta_quality.summarise(runs, ARMS))
-    assert "| 0.70 | 0.68; 0.66 | 5 |" in text and "| 1.00 | 0.98; 0.96 | 5 |" in text
+    assert "| 0.70 | 0.68 (0.66-0.70); 0.66 (0.66-0.66), 4 of 5 seeds | 5 |" in text
+    assert "| 1.00 | 0.98 (0.96-1.00); 0.96 (0.96-0.96), 4 of 5 seeds | 5 |" in text
