@@ -331,6 +331,7 @@ def test_the_readme_headline_of_a_ta_quality_map_holds_its_numbers() -> None:
     assert by_label["0.90, blind spot shared"]["ta_loop (rank)"] == "-"  # rank ran no blind-spot cells
     assert "**calibrated** (seeds 0, 1, 2, 3, 4): break-even AUC 0.7" in text
     assert "**calibrated** against two_stage (seeds 0, 1, 2, 3, 4): break-even" in text
+    assert ta_quality.stop_rule_lines(result["stop_rules"])[0] in text and "Triggered" in text
 
 
 def test_pooling_takes_the_seed_as_the_unit_and_compares_the_two_leading_arms() -> None:
@@ -350,3 +351,85 @@ def test_pooling_takes_the_seed_as_the_unit_and_compares_the_two_leading_arms() 
     assert lead["diff_ci"][0] > 0  # 5 points on every cell's same items: clear of zero
     text = ta_quality.markdown(ta_quality.summarise(runs, ARMS))
     assert "calibrated leads rank by +" in text and "over the 30 cells both ran (5 seeds;" in text
+
+
+def _calibrated_ends(blind_gain: float, perfect_gain: float, jitter: int = 1) -> list[dict[str, Any]]:
+    return [
+        cell("calibrated", auc, s, {0.5: blind_gain, 1.0: perfect_gain}.get(auc, 0.0), jitter)
+        for s in range(5)
+        for auc in AUCS
+    ]
+
+
+def _rule(runs: list[dict[str, Any]], arms: dict[str, dict[str, Any]] = ARMS) -> dict[str, Any]:
+    (rule,) = ta_quality.summarise(runs, arms)["stop_rules"]
+    return rule
+
+
+def test_the_stop_rule_fires_on_harm_at_a_blind_ta_or_a_shortfall_at_a_perfect_one() -> None:
+    harm = _rule(study_cells())  # calibrated 10 points below two_stage at AUC 0.5
+    assert harm["arm"] == "calibrated" and harm["blind_harms"] and harm["triggered"]
+    fine = _rule(_calibrated_ends(0.0, 15.0))  # two_stage's level at 0.5, the oracle's at 1.0
+    assert fine["blind_harms"] is False and fine["perfect_short"] is False and not fine["triggered"]
+    short = _rule(_calibrated_ends(0.0, 0.0))  # 15 points below the oracle at 1.0
+    assert short["perfect_short"] and short["triggered"] and short["blind_harms"] is False
+    # one seed at the oracle's level, four 16 points below it: the shortfall still counts
+    mixed = [r for r in _calibrated_ends(0.0, 0.0, jitter=0) if r["params"]["ta.auc_teacher"] != 1.0]
+    mixed += [cell("calibrated", 1.0, s, 15.0 if s == 0 else -5.0, jitter=0) for s in range(5)]
+    assert _rule(mixed)["perfect_short"]
+    # one item short of the oracle on every seed alike: the seeds' MDE is 0, the interval reaches 0
+    agree = _rule(_calibrated_ends(0.0, 13.75, jitter=0))
+    assert agree["perfect_vs_oracle"]["mde"] == pytest.approx(0.0) and agree["perfect_vs_oracle"]["diff"] < 0
+    assert agree["perfect_short"] is False and not agree["triggered"]
+
+
+def test_the_stop_rule_judges_each_end_on_its_own_and_says_what_is_not_run() -> None:
+    no_top = [r for r in study_cells() if r["params"]["ta.auc_teacher"] != 1.0]
+    rule = _rule(no_top)
+    assert rule["perfect_vs_oracle"] is None and rule["perfect_short"] is None
+    assert rule["blind_harms"] and rule["triggered"]  # harm at 0.5 needs no AUC 1.0 to count
+    (line,) = ta_quality.stop_rule_lines([rule])
+    assert "at AUC 1.0 not run yet" in line and line.endswith(
+        "**Triggered: stop the map and find out why first.**"
+    )
+    pending = _rule([r for r in _calibrated_ends(0.0, 15.0) if r["params"]["ta.auc_teacher"] != 0.5])
+    (line,) = ta_quality.stop_rule_lines([pending])
+    assert "at AUC 0.5 not run yet" in line and line.endswith("Not triggered so far.")
+    (line,) = ta_quality.stop_rule_lines([_rule(_calibrated_ends(0.0, 15.0))])
+    assert "harm not shown (a loss up to" in line and line.endswith("Not triggered.")
+    assert ta_quality.stop_rule_lines([_rule(_calibrated_ends(0.0, 15.0))])[0] in ta_quality.markdown(
+        ta_quality.summarise(_calibrated_ends(0.0, 15.0), ARMS)
+    )
+
+
+def test_the_stop_rule_finds_calibrated_arms_by_their_cells_not_their_names() -> None:
+    rank_only = [r for r in study_cells() if r["params"]["stage2.weighting"] == "rank"]
+    assert ta_quality.summarise(rank_only, ARMS)["stop_rules"] == []  # the rule is about calibrated weights
+    # an arm that leaves stage2.weighting to the default is found by its cells' resolved params
+    by_default = {"rank": ARMS["rank"], "default": {"signals.selection": "calibrated"}}
+    calibrated = [r for r in study_cells() if r["params"]["stage2.weighting"] == "calibrated"]
+    assert _rule(calibrated, by_default)["arm"] == "default"
+    two_calibrated = {
+        "calibrated-g0": {**ARMS["calibrated"], "stage2.need_gain": 0},
+        **ARMS,
+    }  # first match wins
+    runs = _calibrated_ends(0.0, 15.0) + [
+        cell("calibrated", auc, s, -10.0, **{"stage2.need_gain": 0}) for s in range(5) for auc in AUCS
+    ]
+    rules = ta_quality.summarise(runs, two_calibrated)["stop_rules"]
+    assert [(r["arm"], r["triggered"]) for r in rules] == [("calibrated", False), ("calibrated-g0", True)]
+
+
+def test_the_report_shows_the_measured_auc_beside_the_set_one() -> None:
+    runs = study_cells()
+    for r in runs:
+        a, shift = r["params"]["ta.auc_teacher"], 0.01 * r["seed"]
+        r["calibration"]["auc"] = {
+            "ta_teacher": {"m": {"auc": a - shift}},
+            "ta_student": {"m": {"auc": a - 0.04}},
+        }
+        if r["seed"] == 4:
+            r["calibration"]["auc"]["ta_student"]["m"]["auc"] = None  # too few wrong student answers
+    text = ta_quality.markdown(ta_quality.summarise(runs, ARMS))
+    assert "| 0.70 | 0.68 (0.66-0.70); 0.66 (0.66-0.66), 4 of 5 seeds | 5 |" in text
+    assert "| 1.00 | 0.98 (0.96-1.00); 0.96 (0.96-0.96), 4 of 5 seeds | 5 |" in text

@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -428,15 +429,20 @@ def _rel(cmp: dict[str, Any]) -> str:
     return f"{100 * cmp['mean_relative_improvement']:+.1f}% ({low} to {high})"
 
 
-def points_with_mdes(cmp: dict[str, Any], no_mde: str = "n/a (one seed)") -> str:
-    """Difference in accuracy points with its reported interval, and both MDEs: over seeds
-    (the test items held fixed) and on one seed's items, so that seeds agreeing by chance
-    cannot pass for a sharp instrument beside an interval the items keep wide."""
+def points_ci(cmp: Mapping[str, Any]) -> str:
+    """A comparison's difference in accuracy points with its reported 95% interval."""
     lo, hi = cmp["diff_ci"]
+    return f"{100 * cmp['diff']:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f})"
+
+
+def points_with_mdes(cmp: dict[str, Any], no_mde: str = "n/a (one seed)") -> str:
+    """:func:`points_ci` and both MDEs: over seeds (the test items held fixed) and on one
+    seed's items, so that seeds agreeing by chance cannot pass for a sharp instrument beside an
+    interval the items keep wide."""
     mde = no_mde if cmp["mde"] is None else f"{100 * cmp['mde']:.1f}"
     if cmp.get("mde_items") is not None:
         mde += f"; items {100 * cmp['mde_items']:.1f}"
-    return f"{100 * cmp['diff']:+.1f} ({100 * lo:+.1f} to {100 * hi:+.1f}) | {mde}"
+    return f"{points_ci(cmp)} | {mde}"
 
 
 def _cmp_cells(cmp: dict[str, Any] | None, no_mde: str = "n/a (one seed)") -> str:

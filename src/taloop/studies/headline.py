@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from taloop.studies import spec
-from taloop.studies.ta_quality import break_even_lines
+from taloop.studies.aggregate import points_ci
+from taloop.studies.ta_quality import break_even_lines, stop_rule_lines
 
 START = "<!-- headline:start {name} -->"
 END = "<!-- headline:end -->"
@@ -22,11 +23,6 @@ _START = re.compile(r"<!-- headline:start (\S+) -->\n")
 
 def _points(x: float) -> str:
     return f"{x * 100:+.1f}"
-
-
-def _ci(cmp: Mapping[str, Any]) -> str:
-    low, high = cmp["diff_ci"]
-    return f"{_points(cmp['diff'])} ({_points(low)} to {_points(high)})"
 
 
 def _mde(cmp: Mapping[str, Any]) -> str:
@@ -60,15 +56,15 @@ def error_rate_map(result: Mapping[str, Any]) -> str:
         rows.append(
             f"| {r['error_rate']:g} | {len(r['seeds'])} | "
             + " | ".join(f"{acc[v] * 100:.1f}" for v in (base, "two_stage", "ta_loop", "oracle"))
-            + f" | {_ci(r['vs_baseline'])} | {_mde(r['vs_baseline'])} | {_ci(r['vs_two_stage'])} | "
-            f"{_mde(r['vs_two_stage'])} | {oracle} | {_ratio(rec)} |"
+            + "".join(f" | {points_ci(r[k])} | {_mde(r[k])}" for k in ("vs_baseline", "vs_two_stage"))
+            + f" | {oracle} | {_ratio(rec)} |"
         )
     pooled = result["error_rate_map_pooled"]
     said = []
     for key in ("vs_baseline", "vs_two_stage"):
         p = pooled[key]
         said.append(
-            f"against {p['against']} {_ci(p)} points, lower in {p['losses']} of {p['cells']} cells "
+            f"against {p['against']} {points_ci(p)} points, lower in {p['losses']} of {p['cells']} cells "
             f"(sign test p = {p['sign_test_p']:.3f})"
         )
     return "\n".join(rows) + (
@@ -83,8 +79,8 @@ def _arm_cells(row: Mapping[str, Any] | None) -> list[str]:
     vs_two = row["vs_two_stage"]
     return [
         f"{row['mean_accuracy']['ta_loop'] * 100:.1f}",
-        _ci(row["vs_baseline"]),
-        _ci(vs_two) if vs_two else "-",
+        points_ci(row["vs_baseline"]),
+        points_ci(vs_two) if vs_two else "-",
     ]
 
 
@@ -123,6 +119,7 @@ def ta_quality(result: Mapping[str, Any]) -> str:
             cells += _arm_cells(by_arm.get(arm))
         rows.append("| " + " | ".join(cells) + " |")
     lines = [line for arm in arms for line in break_even_lines(arm, result["arms"][arm])]
+    lines += stop_rule_lines(result.get("stop_rules", []))
     return "\n".join(rows) + "\n\n" + "\n".join(lines)
 
 

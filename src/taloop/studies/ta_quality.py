@@ -25,7 +25,7 @@ import numpy as np
 
 from taloop.core.metrics import resample_indices
 from taloop.reporting.ta_map import arm_of, measured_ta_auc, prediction_grid, scope_of
-from taloop.studies.aggregate import N_BOOT, compare, points_with_mdes, recovery
+from taloop.studies.aggregate import N_BOOT, compare, points_ci, points_with_mdes, recovery
 
 METHOD = "ta_loop"
 SEED = 0
@@ -171,12 +171,17 @@ def _mean_of(values: list[float | None]) -> float | None:
 
 def _row(group: list[dict[str, Any]], baseline: str) -> dict[str, Any]:
     have = set.intersection(*(set(r["accuracy"]) for r in group))
+    group = sorted(group, key=lambda r: r["seed"])
+    # the TA's AUC as calibrate_signals measured it on validation (a simulated TA's realised
+    # one), at flagging wrong teacher replies and wrong student answers, per seed
+    teacher = [measured_ta_auc(r["calibration"]) for r in group]
+    student = [measured_ta_auc(r["calibration"], "ta_student") for r in group]
     return {
-        "seeds": sorted(r["seed"] for r in group),
-        # the TA's AUC as calibrate_signals measured it on validation (a simulated TA's realised
-        # one), at flagging wrong teacher replies and wrong student answers
-        "measured_auc": _mean_of([measured_ta_auc(r["calibration"]) for r in group]),
-        "measured_student_auc": _mean_of([measured_ta_auc(r["calibration"], "ta_student") for r in group]),
+        "seeds": [r["seed"] for r in group],
+        "measured_auc": _mean_of(teacher),
+        "measured_auc_per_seed": teacher,
+        "measured_student_auc": _mean_of(student),
+        "measured_student_auc_per_seed": student,
         "mean_accuracy": {v: float(np.mean([r["accuracy"][v] for r in group])) for v in sorted(have)},
         "vs_baseline": compare(group, METHOD, baseline),
         "vs_two_stage": compare(group, METHOD, "two_stage") if "two_stage" in have else None,
@@ -208,8 +213,14 @@ def summarise(runs: list[dict[str, Any]], arms: Mapping[str, Mapping[str, Any]])
     }
     for arm, kinds in by_arm.items():
         curve_groups = kinds.get("curve", {})
+        weightings = {
+            r["resolved"]["stage2.weighting"] for k in kinds.values() for g in k.values() for r in g
+        }
+        if len(weightings) != 1:
+            raise ValueError(f"arm {arm}: its cells weight in more than one way: {sorted(weightings)}")
         entry: dict[str, Any] = {
             "params": dict(arms[arm]),
+            "weighting": weightings.pop(),  # the arm's bundle may leave it to the default
             "curve": [{"auc": a, **_row(curve_groups[a], baseline)} for a in sorted(curve_groups)],
         }
         curve = break_even(curve_groups, baseline) if len(curve_groups) >= 2 else None
@@ -225,18 +236,91 @@ def summarise(runs: list[dict[str, Any]], arms: Mapping[str, Mapping[str, Any]])
         ]
         entry["real"] = []
         for model, group in sorted(kinds.get("real", {}).items()):
-            measured = [measured_ta_auc(r["calibration"]) for r in group]
-            auc = _mean_of(measured)
+            row = _row(group, baseline)
+            auc = row["measured_auc"]
             if auc is None:
                 raise ValueError(f"real TA {model}: its validation AUC could not be measured in any cell")
-            entry["real"].append({
-                **_row(group, baseline), "ta": model, "auc": auc, "measured_auc_per_seed": measured,
-                "curve_predicts": predicted_gain(curve, auc) if curve else None,
-            })  # fmt: skip
+            entry["real"].append(
+                {
+                    **row,
+                    "ta": model,
+                    "auc": auc,
+                    "curve_predicts": predicted_gain(curve, auc) if curve else None,
+                }
+            )
         out["arms"][arm] = entry
     curves = {arm: kinds["curve"] for arm, kinds in by_arm.items() if kinds.get("curve")}
     out["pooled"] = pooled(curves, baseline) if curves else None
+    out["stop_rules"] = stop_rules(out["arms"])
     return out
+
+
+def _stop_rule(arm: str, entry: Mapping[str, Any]) -> dict[str, Any]:
+    rows = {r["auc"]: r for r in entry["curve"]}
+    vs_two = rows[0.5]["vs_two_stage"] if 0.5 in rows else None
+    vs_oracle = rows[1.0]["vs_oracle"] if 1.0 in rows else None
+    harm = None if vs_two is None else vs_two["diff_ci"][1] < 0
+    short = None
+    if vs_oracle is not None and vs_oracle["mde"] is not None:
+        # seeds that agree by chance give an MDE near 0: the shortfall must be clear of zero too
+        short = -vs_oracle["diff"] > vs_oracle["mde"] and vs_oracle["diff_ci"][1] < 0
+    return {
+        "arm": arm,
+        "blind_vs_two_stage": vs_two,
+        "blind_harms": harm,
+        "perfect_vs_oracle": vs_oracle,
+        "perfect_short": short,
+        "triggered": bool(harm) or bool(short),
+    }
+
+
+def stop_rules(arms: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The map's stop rule, per arm that weights by calibrated probabilities and has a curve:
+    stop the map and find out why if at AUC 0.5 (a blind TA) it is below two_stage with an
+    interval clear of zero, or at AUC 1.0 (a perfect TA) below the oracle by more than the
+    seeds' MDE and clear of zero. Each end is judged on its own (None: not run, or no MDE with
+    one seed)."""
+    return [_stop_rule(a, e) for a, e in arms.items() if e["weighting"] == "calibrated" and e["curve"]]
+
+
+def _blind_clause(cmp: Mapping[str, Any] | None, harms: bool | None) -> str:
+    if cmp is None:
+        return "at AUC 0.5 not run yet"
+    said = f"at AUC 0.5 ({cmp['seeds']} seeds) against two_stage {points_ci(cmp)} points"
+    low, high = cmp["diff_ci"]
+    if low == high == cmp["diff"] == 0:
+        return f"{said}: it came out as two_stage, the weights changed nothing measurable"
+    if harms:
+        return f"{said}: harm, the interval is below zero"
+    return f"{said}: harm not shown (a loss up to {max(0.0, -low) * 100:.1f} points not excluded)"
+
+
+def _perfect_clause(cmp: Mapping[str, Any] | None, short: bool | None) -> str:
+    if cmp is None:
+        return "at AUC 1.0 not run yet"
+    said = f"at AUC 1.0 ({cmp['seeds']} seeds) against the oracle {points_ci(cmp)} points"
+    if short is None:
+        return f"{said}, no MDE with one seed: not judged"
+    verdict = "a shortfall beyond it, clear of zero" if short else "no shortfall beyond it clear of zero"
+    return f"{said}, MDE {cmp['mde'] * 100:.1f}: {verdict}"
+
+
+def stop_rule_lines(rules: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The stop rule as it came out, with its intervals (the README's headline says it too)."""
+    lines = []
+    for rule in rules:
+        if rule["triggered"]:
+            end = "**Triggered: stop the map and find out why first.**"
+        elif rule["blind_harms"] is None or rule["perfect_short"] is None:
+            end = "Not triggered so far."
+        else:
+            end = "Not triggered."
+        lines.append(
+            f"- Stop rule ({rule['arm']}): "
+            f"{_blind_clause(rule['blind_vs_two_stage'], rule['blind_harms'])}; "
+            f"{_perfect_clause(rule['perfect_vs_oracle'], rule['perfect_short'])}. {end}"
+        )
+    return lines
 
 
 def _common_seeds(groups: Groups) -> set[int]:
@@ -303,6 +387,24 @@ def _ci(cmp: Mapping[str, Any]) -> str:
     return f"{cmp['diff'] * 100:+.1f} [{cmp['diff_ci'][0] * 100:+.1f}, {cmp['diff_ci'][1] * 100:+.1f}]"
 
 
+def _measured_side(values: Sequence[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    if not known:
+        return "n/a"
+    text = f"{np.mean(known):.2f}"
+    if len(known) > 1:
+        text += f" ({min(known):.2f}-{max(known):.2f})"
+    return text if len(known) == len(values) else f"{text}, {len(known)} of {len(values)} seeds"
+
+
+def _measured(row: Mapping[str, Any]) -> str:
+    """The TA's validation AUC as calibrate_signals measured it, mean and range over the seeds:
+    on the confirmation half of the calibration rows (about a dozen wrong teacher replies a
+    seed at the default teacher), so one seed's AUC is uncertain by about +-0.17."""
+    sides = (row["measured_auc_per_seed"], row["measured_student_auc_per_seed"])
+    return "; ".join(_measured_side(v) for v in sides)
+
+
 def _recovery(rec: Mapping[str, Any] | None) -> str:
     if rec is None or rec["ratio"] is None:
         return "n/a"
@@ -353,12 +455,14 @@ def markdown(result: Mapping[str, Any]) -> str:
         "",
         f"ta_loop against {base} and two_stage, in accuracy points with 95% intervals (seeds and test",
         "items resampled jointly, and the seeds' t-interval: the wider), minimum detectable effects at",
-        f"80% power, and the recovery ratio (ta_loop - {base}) / (oracle - {base}), by the TA's AUC.",
+        f"80% power, and the recovery ratio (ta_loop - {base}) / (oracle - {base}), by the TA's AUC:",
+        "the set one, and beside it the one calibrate_signals measured on validation (mean and range",
+        "over the seeds, at flagging wrong teacher replies; wrong student answers).",
         "",
     ]
     mde = "MDE (seeds; items)"
-    header = ["AUC", "seeds", base, "two_stage", "ta_loop", "oracle", f"ta_loop - {base}", mde,
-              "ta_loop - two_stage", mde, "recovery"]  # fmt: skip
+    header = ["AUC", "measured (teacher; student): mean (range)", "seeds", base, "two_stage", "ta_loop",
+              "oracle", f"ta_loop - {base}", mde, "ta_loop - two_stage", mde, "recovery"]  # fmt: skip
     variants = (base, "two_stage", METHOD, "oracle")
     for arm, entry in result["arms"].items():
         lines += [f"## {arm}: {json.dumps(entry['params'])}", "", "| " + " | ".join(header) + " |",
@@ -369,7 +473,7 @@ def markdown(result: Mapping[str, Any]) -> str:
         for label, r in rows:
             acc = r["mean_accuracy"]
             lines.append("| " + " | ".join([
-                f"{r['auc']:.2f}{label}", str(len(r["seeds"])),
+                f"{r['auc']:.2f}{label}", _measured(r), str(len(r["seeds"])),
                 *(f"{acc[v] * 100:.1f}" if v in acc else "n/a" for v in variants),
                 points_with_mdes(r["vs_baseline"]),
                 points_with_mdes(r["vs_two_stage"]) if r["vs_two_stage"] else "n/a | n/a",
@@ -393,6 +497,7 @@ def markdown(result: Mapping[str, Any]) -> str:
                 )
         lines.append("")
     lines += _pooled_lines(result.get("pooled"), base)
+    lines += [*stop_rule_lines(result.get("stop_rules", [])), ""]
     return "\n".join(lines)
 
 
