@@ -128,19 +128,25 @@ def test_each_auc_row_compares_ta_loop_with_ft_and_two_stage_and_the_oracle() ->
 
 def test_blind_spot_and_real_ta_cells_sit_beside_the_curve_with_its_prediction() -> None:
     runs = study_cells()
-    runs += [cell("calibrated", 0.9, s, 0.0, **{"ta.blind_spot": "shared"}) for s in range(5)]
+    blind_cells = [cell("calibrated", 0.9, s, 0.0, **{"ta.blind_spot": "shared"}) for s in range(5)]
+    for c in blind_cells:  # set to 0.9, but blind to the teacher's errors: measured at chance
+        c["calibration"]["auc"]["ta_teacher"]["m"]["auc"] = 0.45
+    runs += blind_cells
     runs += [cell("calibrated", 0.75, s, -2.0, **{"ta.backend": "model"}) for s in range(5)]
     entry = ta_quality.summarise(runs, ARMS)["arms"]["calibrated"]
     assert [r["auc"] for r in entry["curve"]] == list(AUCS)  # neither joined the curve
     blind = entry["blind_spot"][0]
-    assert blind["auc"] == 0.9 and blind["curve_predicts"]["gain"] == pytest.approx(0.06, abs=0.015)
+    # placed where it measured (below the curve's lowest AUC: read at 0.5), not at its set 0.9
+    assert blind["auc"] == 0.9 and blind["curve_predicts"]["auc"] == 0.5
+    assert blind["curve_predicts"]["gain"] == pytest.approx(-0.10, abs=0.015)
     real = entry["real"][0]
     assert real["ta"] == "gemma-3-270m" and real["auc"] == pytest.approx(0.58)  # measured, not set
     low, high = real["curve_predicts"]["ci"]
     assert low < real["curve_predicts"]["gain"] < high < 0
     text = ta_quality.markdown(ta_quality.summarise(runs, ARMS))
     assert "0.90 (shared blind spot)" in text and "0.58 (gemma-3-270m, measured)" in text
-    assert "the curve predicts" in text and "break-even AUC 0.7" in text
+    assert "0.58 (gemma-3-270m, measured) the curve predicts" in text and "break-even AUC 0.7" in text
+    assert "0.90 (shared blind spot), measured 0.45 on validation, the curve (read at 0.50) predicts" in text
 
 
 def test_seeds_that_disagree_widen_the_break_even_set() -> None:
@@ -318,7 +324,8 @@ def test_the_readme_headline_of_a_ta_quality_map_holds_its_numbers() -> None:
     header, _, *rows = [line.strip("|").split(" | ") for line in text.split("\n\n")[0].splitlines()]
     header = [h.strip() for h in header]
     by_label = {r[0].strip(): dict(zip(header, (c.strip() for c in r), strict=True)) for r in rows}
-    assert list(by_label)[:6] == [f"{a:.2f}" for a in AUCS] and "0.90, blind spot shared" in by_label
+    blind = "0.90, blind spot shared, measured 0.58"
+    assert list(by_label)[:6] == [f"{a:.2f}" for a in AUCS] and blind in by_label
     for arm in ARMS:
         for row in result["arms"][arm]["curve"]:
             shown = by_label[f"{row['auc']:.2f}"]
@@ -328,7 +335,7 @@ def test_the_readme_headline_of_a_ta_quality_map_holds_its_numbers() -> None:
             )
             assert shown[f"ta_loop ({arm})"] == f"{row['mean_accuracy']['ta_loop'] * 100:.1f}"
             assert shown["oracle"] == f"{row['mean_accuracy']['oracle'] * 100:.1f}"
-    assert by_label["0.90, blind spot shared"]["ta_loop (rank)"] == "-"  # rank ran no blind-spot cells
+    assert by_label[blind]["ta_loop (rank)"] == "-"  # rank ran no blind-spot cells
     assert "**calibrated** (seeds 0, 1, 2, 3, 4): break-even AUC 0.7" in text
     assert "**calibrated** against two_stage (seeds 0, 1, 2, 3, 4): break-even" in text
     assert ta_quality.stop_rule_lines(result["stop_rules"])[0] in text and "Triggered" in text

@@ -105,7 +105,8 @@ def ta_quality(result: Mapping[str, Any]) -> str:
         for r in entry["curve"]:
             keyed.setdefault((0, f"{r['auc']:.2f}"), {})[arm] = r
         for r in entry["blind_spot"]:
-            keyed.setdefault((1, f"{r['auc']:.2f}, blind spot shared"), {})[arm] = r
+            measured = "" if r["measured_auc"] is None else f", measured {r['measured_auc']:.2f}"
+            keyed.setdefault((1, f"{r['auc']:.2f}, blind spot shared{measured}"), {})[arm] = r
         for r in entry["real"]:
             keyed.setdefault((2, f"{r['ta']} (measured {r['auc']:.2f})"), {})[arm] = r
     for (_, label), by_arm in sorted(keyed.items()):

@@ -150,6 +150,17 @@ def predicted_gain(curve: Mapping[str, Any], auc: float) -> dict[str, Any] | Non
     return {"auc": auc, "gain": float(np.interp(auc, aucs, curve["gain"])), "ci": [float(low), float(high)]}
 
 
+def predicted_at_measured(curve: Mapping[str, Any] | None, measured: float | None) -> dict[str, Any] | None:
+    """The curve's gain where a TA off the curve (a shared blind spot, a real TA) belongs: at
+    its validation AUC as measured, as the curve's own cells were, not at the one it was set to
+    (a TA sharing the teacher's blind spot, set to 0.9, can measure at chance). A measured AUC
+    outside the AUCs run is read at the nearer end: below the lowest is chance read with noise."""
+    if curve is None or measured is None:
+        return None
+    aucs = curve["aucs"]
+    return predicted_gain(curve, min(max(measured, aucs[0]), aucs[-1]))
+
+
 def _prediction(curve: Mapping[str, Any]) -> dict[str, list[float]]:
     aucs = curve["aucs"]
     grid = np.arange(aucs[0], aucs[-1] + GRID_STEP / 2, GRID_STEP)
@@ -230,10 +241,12 @@ def summarise(runs: list[dict[str, Any]], arms: Mapping[str, Mapping[str, Any]])
             # against ft the two-stage schedule alone may pay; against two_stage only the TA can
             if all("two_stage" in r["accuracy"] for g in curve_groups.values() for r in g):
                 entry["break_even_vs_two_stage"] = _public(break_even(curve_groups, "two_stage"))
-        entry["blind_spot"] = [
-            {"auc": a, **_row(g, baseline), "curve_predicts": predicted_gain(curve, a) if curve else None}
-            for a, g in sorted(kinds.get("blind_spot", {}).items())
-        ]
+        entry["blind_spot"] = []
+        for a, group in sorted(kinds.get("blind_spot", {}).items()):
+            row = _row(group, baseline)
+            entry["blind_spot"].append(
+                {"auc": a, **row, "curve_predicts": predicted_at_measured(curve, row["measured_auc"])}
+            )
         entry["real"] = []
         for model, group in sorted(kinds.get("real", {}).items()):
             row = _row(group, baseline)
@@ -245,7 +258,7 @@ def summarise(runs: list[dict[str, Any]], arms: Mapping[str, Mapping[str, Any]])
                     **row,
                     "ta": model,
                     "auc": auc,
-                    "curve_predicts": predicted_gain(curve, auc) if curve else None,
+                    "curve_predicts": predicted_at_measured(curve, auc),
                 }
             )
         out["arms"][arm] = entry
@@ -489,9 +502,12 @@ def markdown(result: Mapping[str, Any]) -> str:
         for label, r in rows[len(entry["curve"]) :]:
             predicted = r["curve_predicts"]
             if predicted is not None:
+                placed = " the curve"
+                if abs(predicted["auc"] - r["auc"]) > 0.005:
+                    measured = f", measured {r['measured_auc']:.2f} on validation,"
+                    placed = f"{measured}{placed} (read at {predicted['auc']:.2f})"
                 lines.append(
-                    f"- at AUC {r['auc']:.2f}{label} the curve predicts "
-                    f"{predicted['gain'] * 100:+.1f} points "
+                    f"- at AUC {r['auc']:.2f}{label}{placed} predicts {predicted['gain'] * 100:+.1f} points "
                     f"[{predicted['ci'][0] * 100:+.1f}, {predicted['ci'][1] * 100:+.1f}]; measured "
                     f"{_ci(r['vs_baseline'])}."
                 )
