@@ -50,6 +50,25 @@ def test_every_number_in_the_readme_headline_is_the_published_studys() -> None:
     assert re.search(r"\d", block)
 
 
+DECIMAL = re.compile(r"\d+\.\d+")
+
+
+def test_every_decimal_in_the_headline_prose_is_one_the_published_study_prints() -> None:
+    """The prose around the generated block is written by hand: each measured number in it
+    (a decimal; integers there are the setup: seeds, items, replies) must be one that the
+    study's report (reports/studies/<study>.md) prints, so a typo or a stale figure after
+    republishing fails."""
+    readme = (REPO / "README.md").read_text()
+    name, block = headline.in_readme(readme)
+    published = REPO / "reports" / "studies"
+    section = readme[readme.index("## Headline") : readme.index("\n## ", readme.index("## Headline") + 1)]
+    prose = section.replace(block, "")
+    printed = set(DECIMAL.findall((published / f"{name}.md").read_text()))
+    numbers = DECIMAL.findall(prose)
+    assert len(numbers) >= 10, "the headline prose states the result with its intervals"
+    assert [n for n in numbers if n not in printed] == []
+
+
 def test_headline_write_replaces_a_stale_block_and_nothing_else(tmp_path: Path) -> None:
     name, block = headline.in_readme((REPO / "README.md").read_text())
     stale = re.sub(r"\| 5 \|", "| 4 |", block)
