@@ -200,7 +200,7 @@ def predict(
     seeds = entry_arm["break_even"]["seeds"]
     grid = curve["auc"]
     mean = float(np.interp(at, grid, curve["gain"]))
-    low, high = sorted(_clip(auc if x is None else x, grid) for x in ci)
+    low, high = sorted(clip_to(grid, auc if x is None else x) for x in ci)
     # the curve need not be monotone: its extremes over the interval may lie inside it
     span = [float(np.interp(x, grid, curve["gain"])) for x in (low, high)]
     span += [g for a, g in zip(grid, curve["gain"], strict=True) if low < a < high]
@@ -231,7 +231,8 @@ def predict(
     }
 
 
-def _clip(x: float, grid: Sequence[float]) -> float:
+def clip_to(grid: Sequence[float], x: float) -> float:
+    """``x`` read at the nearer end of ``grid`` (ascending) where it lies outside."""
     return min(max(x, grid[0]), grid[-1])
 
 

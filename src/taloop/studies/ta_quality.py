@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from taloop.core.metrics import resample_indices
-from taloop.reporting.ta_map import arm_of, measured_ta_auc, prediction_grid, scope_of
+from taloop.reporting.ta_map import arm_of, clip_to, measured_ta_auc, prediction_grid, scope_of
 from taloop.studies.aggregate import N_BOOT, compare, points_ci, points_with_mdes, recovery
 
 METHOD = "ta_loop"
@@ -157,8 +157,7 @@ def predicted_at_measured(curve: Mapping[str, Any] | None, measured: float | Non
     outside the AUCs run is read at the nearer end: below the lowest is chance read with noise."""
     if curve is None or measured is None:
         return None
-    aucs = curve["aucs"]
-    return predicted_gain(curve, min(max(measured, aucs[0]), aucs[-1]))
+    return predicted_gain(curve, clip_to(curve["aucs"], measured))
 
 
 def _prediction(curve: Mapping[str, Any]) -> dict[str, list[float]]:
